@@ -1,0 +1,123 @@
+# roomd build / install / test entry points. Every target first runs
+# scripts/deps.sh, which installs whatever is missing (apt packages, rustup
+# target + components, arm64 sysroot) and is silent and sub-second otherwise.
+#
+#   make build     native debug build of the workspace
+#   make cross     release build for aarch64 -> target/aarch64-unknown-linux-gnu/release/{roomd,roomd-sim}
+#   make test      fmt check, clippy -D warnings, native tests, aarch64 tests under qemu (what CI runs)
+#   make test-native / make test-cross   parts of `make test`
+#   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
+#   make fmt | clippy | clean | clean-cache | deps | help
+#
+# Variables (all overridable: `make test JOBS=4`, or from the environment):
+#   JOBS              cargo -j (default 2: the CI machines have 2 cores)
+#   ROOMD_CACHE_DIR   cache root, default ~/.cache/roomd (sysroot, GStreamer registry, target dir)
+#   CARGO_TARGET_DIR  default $(ROOMD_CACHE_DIR)/target, shared by every clone on the
+#                     machine so a fresh clone reuses compiled dependencies; ./target
+#                     is made a symlink to it. A real ./target directory is used as is.
+#   CARGO_TERM_COLOR  default auto (never when CI is set)
+#   CARGO_INCREMENTAL default 0 when CI is set (incremental state only grows the cache)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+JOBS ?= 2
+CROSS_TARGET := aarch64-unknown-linux-gnu
+
+ROOMD_CACHE_DIR ?= $(HOME)/.cache/roomd
+export ROOMD_CACHE_DIR
+
+ifeq ($(origin CARGO_TARGET_DIR),undefined)
+  ifeq ($(shell [ -d target ] && [ ! -L target ] && echo real),real)
+    CARGO_TARGET_DIR := $(CURDIR)/target
+  else
+    CARGO_TARGET_DIR := $(ROOMD_CACHE_DIR)/target
+  endif
+endif
+export CARGO_TARGET_DIR
+
+ifneq ($(CI),)
+  export CARGO_TERM_COLOR ?= never
+  export CARGO_INCREMENTAL ?= 0
+else
+  export CARGO_TERM_COLOR ?= auto
+endif
+export CARGO JOBS
+
+# Same environment for every cargo call (it only touches aarch64 settings, so
+# native fingerprints are identical with or without it).
+CARGO_ENV := . scripts/cross-env.sh &&
+
+.PHONY: all build cross test test-native test-cross run fmt clippy clean clean-cache \
+        deps deps-native target-link help
+
+all: build
+
+help:
+	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@scripts/deps.sh
+
+# Enough for native builds, fmt and clippy (no sysroot needed).
+deps-native:
+	@scripts/deps.sh host rust
+
+# ./target -> $(CARGO_TARGET_DIR), so target/<triple>/release/roomd resolves
+# in the repository whatever the target dir is. A `target/` line in
+# .gitignore does not match a symlink, so /target also goes into the clone's
+# untracked .git/info/exclude.
+target-link:
+	@mkdir -p "$(CARGO_TARGET_DIR)"
+	@tdir="$(abspath $(CARGO_TARGET_DIR))"; \
+	if [ "$$tdir" = "$(CURDIR)/target" ]; then :; \
+	elif [ -L target ]; then \
+	    [ "$$(readlink target)" = "$$tdir" ] || ln -sfn "$$tdir" target; \
+	elif [ -e target ]; then \
+	    echo "note: ./target is a real directory; cargo output goes to $$tdir" >&2; \
+	else \
+	    ln -s "$$tdir" target; \
+	fi; \
+	if [ -L target ] && excl="$$(git rev-parse --git-path info/exclude 2>/dev/null)"; then \
+	    grep -qxF /target "$$excl" 2>/dev/null || { mkdir -p "$$(dirname "$$excl")"; echo /target >>"$$excl"; }; \
+	fi
+
+build: deps-native target-link
+	@$(CARGO_ENV) $(CARGO) build --workspace -j $(JOBS)
+
+cross: deps target-link
+	@$(CARGO_ENV) $(CARGO) build --release --workspace --target $(CROSS_TARGET) -j $(JOBS)
+	@ls -l target/$(CROSS_TARGET)/release/roomd target/$(CROSS_TARGET)/release/roomd-sim 2>/dev/null | \
+	    awk '{print "built: " $$NF " (" $$5 " bytes)"}'
+
+test: deps target-link
+	@scripts/test.sh
+
+test-native: deps-native target-link
+	@scripts/test.sh fmt clippy native
+
+test-cross: deps target-link
+	@scripts/test.sh cross
+
+run: deps-native target-link
+	@$(CARGO_ENV) $(CARGO) build --workspace -j $(JOBS)
+	@if [ ! -x scripts/run-local.sh ]; then echo "scripts/run-local.sh missing or not executable" >&2; exit 1; fi
+	exec scripts/run-local.sh
+
+fmt: deps-native
+	@$(CARGO) fmt --all
+
+clippy: deps-native target-link
+	@$(CARGO_ENV) $(CARGO) clippy --workspace --all-targets -j $(JOBS) -- -D warnings
+
+# Removes the (shared) cargo target dir; the sysroot stays.
+clean:
+	@$(CARGO) clean
+	@if [ -L target ] && [ ! -e target ]; then rm -f target; fi
+
+# Everything under ROOMD_CACHE_DIR: sysroot, arm64 GStreamer registry, target dir.
+clean-cache: clean
+	rm -rf "$(ROOMD_CACHE_DIR)"
+	@rm -f target 2>/dev/null || true

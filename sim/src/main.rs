@@ -1,0 +1,102 @@
+//! `roomd-sim`: runs the simulated cloud until SIGINT/SIGTERM.
+//!
+//! stdout carries exactly one line, the JSON of `GET /admin/info`, so scripts can read where
+//! everything listens; human logs go to stderr.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use roomd_sim::{Scenario, SimOptions};
+use tracing_subscriber::EnvFilter;
+
+/// Cloud simulator for roomd: the server side of its protocols, on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "roomd-sim", version, about)]
+struct Args {
+    /// Scenario file (.toml or .json); the default scenario when absent (GDS online, no devices).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Directory for ca.pem and sim.json.
+    #[arg(long, value_name = "DIR", default_value = "./.roomd-sim")]
+    state_dir: PathBuf,
+    /// Loopback address for every listener.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// HTTPS port of the cloud services (0: any free port).
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+    /// Port of the admin API, plain HTTP (0: any free port).
+    #[arg(long, default_value_t = 8444)]
+    admin_port: u16,
+    /// UDP port for media probes; repeat for several sockets (0: any free port).
+    #[arg(long = "udp-port", value_name = "PORT", default_values_t = [3478])]
+    udp_ports: Vec<u16>,
+    /// Log filter for stderr: a level (info, debug) or tracing directives (roomd_sim=debug).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match EnvFilter::try_new(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("roomd-sim: invalid --log-level {:?}: {e}", args.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("roomd-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::from_path(path)?,
+        None => Scenario::default(),
+    };
+    let mut opts = SimOptions::new(args.state_dir);
+    opts.bind = args.bind;
+    opts.https_port = args.https_port;
+    opts.admin_port = args.admin_port;
+    opts.udp_ports = args.udp_ports;
+    opts.scenario = scenario;
+
+    let sim = roomd_sim::start(opts).await?;
+    let line = serde_json::to_string(sim.info()).context("serialising the start-up line")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("writing the start-up line to stdout")?;
+    drop(stdout);
+
+    let signal = wait_for_signal().await;
+    sim.shutdown().await;
+    signal
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        res = tokio::signal::ctrl_c() => res.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, shutting down");
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Wiring: binds every listener, builds the routers, spawns the tasks, and hands back a [`SimHandle`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, AdminState};
+use crate::faults::{self, Fault};
+use crate::recorder::{self, ReceivedRequest};
+use crate::scenario::Scenario;
+use crate::shutdown::{self, Trigger};
+use crate::state::{AppState, SimState};
+use crate::udp::{self, UdpDatagram};
+use crate::{events, gds, tls};
+
+/// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+/// How to start the simulator. [`SimOptions::new`] gives loopback, ephemeral ports and the default scenario.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Address of every listener; must be loopback because the admin API has no authentication.
+    pub bind: IpAddr,
+    /// HTTPS port for the cloud services; 0 picks a free one.
+    pub https_port: u16,
+    /// Admin API port (plain HTTP); 0 picks a free one.
+    pub admin_port: u16,
+    /// One UDP socket per entry; 0 picks a free port.
+    pub udp_ports: Vec<u16>,
+    /// Where `ca.pem` and `sim.json` are written; created if missing.
+    pub state_dir: PathBuf,
+    pub scenario: Scenario,
+}
+
+impl SimOptions {
+    /// `127.0.0.1`, ephemeral HTTPS/admin ports, one ephemeral UDP socket, the default scenario.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            https_port: 0,
+            admin_port: 0,
+            udp_ports: vec![0],
+            state_dir: state_dir.into(),
+            scenario: Scenario::default(),
+        }
+    }
+}
+
+/// Where everything listens; served at `GET /admin/info`, written to `state_dir/sim.json` and
+/// printed by the binary on start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimInfo {
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub udp: Vec<SocketAddr>,
+    /// Absolute path of the CA certificate (PEM) to trust.
+    pub ca: String,
+    pub base_url: String,
+    pub gds_url: String,
+    pub admin_url: String,
+}
+
+/// A running simulator. Dropping it stops the tasks without waiting; [`SimHandle::shutdown`] waits.
+#[derive(Debug)]
+pub struct SimHandle {
+    info: SimInfo,
+    ca_pem: String,
+    ca_path: PathBuf,
+    sim: Arc<SimState>,
+    trigger: Trigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts every service and returns once all listeners are bound.
+pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
+    if !opts.bind.is_loopback() {
+        bail!(
+            "bind address {} is not loopback: the admin API has no authentication, so the simulator \
+             serves loopback only",
+            opts.bind
+        );
+    }
+    opts.scenario.validate().context("invalid scenario")?;
+
+    let material = tls::generate()?;
+    tokio::fs::create_dir_all(&opts.state_dir)
+        .await
+        .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+    // Absolute, so clients started from another directory can use the path from sim.json.
+    let state_dir = tokio::fs::canonicalize(&opts.state_dir)
+        .await
+        .with_context(|| format!("resolving state directory {}", opts.state_dir.display()))?;
+    let ca_path = state_dir.join("ca.pem");
+    write_atomic(&ca_path, material.ca_pem.as_bytes()).await?;
+
+    let https_listener = bind_tcp(SocketAddr::new(opts.bind, opts.https_port), "HTTPS").await?;
+    let admin_listener = bind_tcp(SocketAddr::new(opts.bind, opts.admin_port), "admin").await?;
+    let mut udp_sockets = Vec::with_capacity(opts.udp_ports.len());
+    for port in &opts.udp_ports {
+        let addr = SocketAddr::new(opts.bind, *port);
+        let socket = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP socket on {addr}"))?;
+        udp_sockets.push(socket);
+    }
+
+    let https = https_listener
+        .local_addr()
+        .context("HTTPS listener address")?;
+    let admin = admin_listener
+        .local_addr()
+        .context("admin listener address")?;
+    let udp = udp_sockets
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<Result<Vec<_>, _>>()
+        .context("UDP socket address")?;
+    // `localhost` so the URL's host matches the certificate's DNS name, as a real cloud URL would.
+    let base_url = format!("https://localhost:{}", https.port());
+    let info = SimInfo {
+        https,
+        admin,
+        udp,
+        ca: ca_path.to_string_lossy().into_owned(),
+        gds_url: format!("{base_url}/gds"),
+        base_url,
+        admin_url: format!("http://{admin}"),
+    };
+    let info_json = serde_json::to_vec_pretty(&info).context("serialising sim.json")?;
+    write_atomic(&state_dir.join("sim.json"), &info_json).await?;
+
+    let sim = Arc::new(SimState::new(opts.scenario));
+    let (trigger, shutdown) = shutdown::channel();
+    let cloud = cloud_router(AppState {
+        sim: Arc::clone(&sim),
+        shutdown: shutdown.clone(),
+    });
+    let admin_router = admin::router(AdminState {
+        sim: Arc::clone(&sim),
+        info: Arc::new(info.clone()),
+    });
+
+    let mut tasks = vec![
+        tokio::spawn(crate::http::serve(
+            https_listener,
+            Some(TlsAcceptor::from(material.server_config)),
+            cloud,
+            shutdown.clone(),
+            "https",
+        )),
+        tokio::spawn(crate::http::serve(
+            admin_listener,
+            None,
+            admin_router,
+            shutdown.clone(),
+            "admin",
+        )),
+    ];
+    for socket in udp_sockets {
+        tasks.push(tokio::spawn(udp::run(
+            socket,
+            Arc::clone(&sim),
+            shutdown.clone(),
+        )));
+    }
+    // Only the tasks hold tokens now, so `Trigger::wait_all` ends when the last task does.
+    drop(shutdown);
+
+    tracing::info!(
+        https = %info.https,
+        admin = %info.admin,
+        udp = ?info.udp,
+        ca = %info.ca,
+        "roomd-sim started"
+    );
+    Ok(SimHandle {
+        info,
+        ca_pem: material.ca_pem,
+        ca_path,
+        sim,
+        trigger,
+        tasks,
+    })
+}
+
+/// The cloud services, one per path prefix on the one HTTPS listener. A new service is a module
+/// with a `router()` and one `.nest` line here.
+fn cloud_router(app: AppState) -> Router {
+    let sim = Arc::clone(&app.sim);
+    Router::new()
+        .nest("/gds", gds::router())
+        .route("/mercury", get(events::upgrade))
+        .fallback(not_found)
+        // The last layer runs first: record everything, then maybe answer from a fault.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&sim),
+            faults::inject,
+        ))
+        .layer(middleware::from_fn_with_state(sim, recorder::record))
+        .with_state(app)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "message": "no such route in roomd-sim" })),
+    )
+}
+
+async fn bind_tcp(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+/// Writes via a temporary file and rename, so a reader polling for the file never sees half of it.
+async fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, data)
+        .await
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+impl SimHandle {
+    /// The HTTPS listener (all cloud services).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.info.https
+    }
+
+    /// The admin API listener (plain HTTP).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.info.admin
+    }
+
+    /// One address per UDP socket, in `udp_ports` order.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.info.udp.clone()
+    }
+
+    /// PEM of the test CA that signed the server certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// `state_dir/ca.pem` (absolute).
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// `https://localhost:<port>`.
+    pub fn base_url(&self) -> String {
+        self.info.base_url.clone()
+    }
+
+    /// `base_url() + "/gds"`.
+    pub fn gds_url(&self) -> String {
+        self.info.gds_url.clone()
+    }
+
+    /// `http://127.0.0.1:<admin port>`.
+    pub fn admin_url(&self) -> String {
+        self.info.admin_url.clone()
+    }
+
+    /// Everything `GET /admin/info` reports.
+    pub fn info(&self) -> &SimInfo {
+        &self.info
+    }
+
+    /// HTTPS requests received so far, oldest first (as `GET /admin/requests`).
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.sim.requests.snapshot()
+    }
+
+    /// Forgets the recorded HTTPS requests (as `DELETE /admin/requests`).
+    pub fn clear_received(&self) {
+        self.sim.requests.clear();
+    }
+
+    /// Sets the GDS `serviceState` (as `POST /admin/gds`).
+    pub fn set_gds_state(&self, state: &str) {
+        self.sim.set_gds_state(state);
+    }
+
+    /// The scenario in force (as `GET /admin/scenario`).
+    pub fn scenario(&self) -> Scenario {
+        self.sim.scenario()
+    }
+
+    /// Replaces the scenario after validating it (as `PUT /admin/scenario`).
+    pub fn set_scenario(&self, scenario: Scenario) -> anyhow::Result<()> {
+        scenario.validate()?;
+        self.sim.replace_scenario(scenario);
+        Ok(())
+    }
+
+    /// Arms a fault (as `POST /admin/faults`).
+    pub fn arm_fault(&self, fault: Fault) -> anyhow::Result<()> {
+        self.sim.faults.arm(fault)
+    }
+
+    /// Disarms every fault (as `DELETE /admin/faults`).
+    pub fn clear_faults(&self) {
+        self.sim.faults.clear();
+    }
+
+    /// Sends one text frame to every connected WebSocket; returns how many took it
+    /// (as `POST /admin/events`).
+    pub fn push_event(&self, text: &str) -> usize {
+        self.sim.hub.broadcast(text)
+    }
+
+    /// Connected WebSockets (as `GET /admin/ws`).
+    pub fn ws_connected(&self) -> usize {
+        self.sim.hub.connected()
+    }
+
+    /// Text frames the WebSocket clients sent (as `GET /admin/ws/received`).
+    pub fn ws_received(&self) -> Vec<String> {
+        self.sim.hub.received.snapshot()
+    }
+
+    /// Closes every WebSocket with `code` and `reason` (as `POST /admin/ws/close`).
+    pub fn close_websockets(&self, code: u16, reason: &str) -> anyhow::Result<usize> {
+        self.sim.hub.close_all(code, reason)
+    }
+
+    /// Datagrams received on the UDP sockets (as `GET /admin/udp`).
+    pub fn udp_received(&self) -> Vec<UdpDatagram> {
+        self.sim.udp.snapshot()
+    }
+
+    /// Stops every listener and task and waits for them, at most 5 s; stragglers are aborted.
+    pub async fn shutdown(self) {
+        let Self { trigger, tasks, .. } = self;
+        if !trigger.wait_all(SHUTDOWN_BOUND).await {
+            tracing::warn!("roomd-sim tasks did not stop within {SHUTDOWN_BOUND:?}; aborting them");
+            for task in &tasks {
+                task.abort();
+            }
+        }
+        for task in tasks {
+            // A cancelled or panicked task has nothing left to clean up here.
+            let _ = task.await;
+        }
+        tracing::info!("roomd-sim stopped");
+    }
+}

@@ -1,0 +1,259 @@
+//! The control socket: a Unix stream socket in the runtime directory (mode 0660, so the
+//! `roomd` group may use it) through which `roomd status` and later field commands talk
+//! to the running daemon. One JSON request line, one JSON response line, then close.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::daemon::status::DeviceStatus;
+use crate::shutdown::Shutdown;
+
+/// Requests longer than this are refused: every real request is a few dozen bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlRequest {
+    Status,
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ControlResponse {
+    Status { status: serde_json::Value },
+    Pong { version: String },
+    Error { message: String },
+}
+
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum ControlError {
+    /// roomd is not running (no control socket at {0})
+    NotRunning(PathBuf),
+    /// permission denied on {0}: run as root or as a member of the roomd group
+    PermissionDenied(PathBuf),
+    /// another roomd is already running (its control socket {0} answers)
+    AlreadyRunning(PathBuf),
+    /// control socket {path}: {source}
+    Io { path: PathBuf, source: io::Error },
+    /// roomd did not answer on {0} within 5 s
+    Timeout(PathBuf),
+    /// roomd sent an answer that is not valid: {0}
+    BadResponse(String),
+}
+
+fn io_error(path: &Path, source: io::Error) -> ControlError {
+    match source.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            ControlError::NotRunning(path.to_path_buf())
+        }
+        io::ErrorKind::PermissionDenied => ControlError::PermissionDenied(path.to_path_buf()),
+        _ => ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Binds the socket, replacing a stale one left by a crash, refusing if a daemon answers.
+pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(|e| io_error(path, e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| io_error(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| io_error(path, e))?;
+    Ok(listener)
+}
+
+/// Answers requests until shutdown, then removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    status: watch::Receiver<DeviceStatus>,
+    started: Instant,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let status = status.clone();
+                    // Each client is bounded by CLIENT_DEADLINE, so no task outlives shutdown by much.
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, &status, started).await {
+                            tracing::warn!(error = %e, "control client failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.recv() => break,
+        }
+    }
+    drop(listener);
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove control socket");
+    }
+}
+
+async fn answer(
+    stream: UnixStream,
+    status: &watch::Receiver<DeviceStatus>,
+    started: Instant,
+) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        CLIENT_DEADLINE,
+        BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1)).read_line(&mut line),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client sent no request"))??;
+    let response = if read > MAX_REQUEST_BYTES {
+        ControlResponse::Error {
+            message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+        }
+    } else {
+        match serde_json::from_str::<ControlRequest>(line.trim()) {
+            Ok(request) => handle(request, status, started),
+            Err(e) => {
+                tracing::warn!(error = %e, "bad control request");
+                ControlResponse::Error {
+                    message: format!("bad request: {e}"),
+                }
+            }
+        }
+    };
+    let mut bytes = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    tokio::time::timeout(CLIENT_DEADLINE, write.write_all(&bytes))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+    write.shutdown().await
+}
+
+fn handle(
+    request: ControlRequest,
+    status: &watch::Receiver<DeviceStatus>,
+    started: Instant,
+) -> ControlResponse {
+    match request {
+        ControlRequest::Status => ControlResponse::Status {
+            status: status.borrow().xstatus(started.elapsed()),
+        },
+        ControlRequest::Ping => ControlResponse::Pong {
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    }
+}
+
+/// Sends one request to the daemon at `path` and returns its answer.
+pub async fn request(
+    path: &Path,
+    request: &ControlRequest,
+) -> Result<ControlResponse, ControlError> {
+    let exchange = async {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| io_error(path, e))?;
+        let (read, mut write) = stream.into_split();
+        let mut bytes =
+            serde_json::to_vec(request).map_err(|e| ControlError::BadResponse(e.to_string()))?;
+        bytes.push(b'\n');
+        write
+            .write_all(&bytes)
+            .await
+            .map_err(|e| io_error(path, e))?;
+        let mut line = String::new();
+        BufReader::new(read)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| io_error(path, e))?;
+        serde_json::from_str(line.trim()).map_err(|e| ControlError::BadResponse(e.to_string()))
+    };
+    tokio::time::timeout(CLIENT_DEADLINE, exchange)
+        .await
+        .map_err(|_| ControlError::Timeout(path.to_path_buf()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shutdown::Tasks;
+
+    #[tokio::test]
+    async fn status_ping_bad_request_and_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/control.sock");
+        let listener = bind(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        assert!(matches!(
+            bind(&path).await,
+            Err(ControlError::AlreadyRunning(_))
+        ));
+
+        let (_tx, rx) = watch::channel(DeviceStatus::new("sim", "https://gds.test"));
+        let tasks = Tasks::new();
+        let p = path.clone();
+        tasks.spawn(tracing::Span::none(), move |shutdown| {
+            serve(listener, p, rx, Instant::now(), shutdown)
+        });
+
+        match request(&path, &ControlRequest::Status).await.unwrap() {
+            ControlResponse::Status { status } => {
+                assert_eq!(status["SystemUnit"]["State"], "Starting");
+                assert_eq!(status["Webex"]["Discovery"]["Status"], "Unknown");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            request(&path, &ControlRequest::Ping).await.unwrap(),
+            ControlResponse::Pong { .. }
+        ));
+
+        let mut raw = UnixStream::connect(&path).await.unwrap();
+        raw.write_all(b"{\"command\":\"reboot\"}\n").await.unwrap();
+        let mut answer = String::new();
+        BufReader::new(&mut raw)
+            .read_line(&mut answer)
+            .await
+            .unwrap();
+        assert!(answer.contains("\"result\":\"error\""), "{answer}");
+        assert!(answer.contains("unknown variant `reboot`"), "{answer}");
+
+        tasks.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert!(!path.exists(), "socket removed on shutdown");
+        assert!(matches!(
+            request(&path, &ControlRequest::Ping).await,
+            Err(ControlError::NotRunning(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        bind(&path).await.unwrap();
+    }
+}

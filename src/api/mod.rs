@@ -1,0 +1,4 @@
+//! What local clients talk to: the control socket (`roomd status`), and later the xAPI.
+
+pub mod control;
+pub mod xstatus;

@@ -1,0 +1,56 @@
+//! Command line: `roomd run | status | check`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "roomd",
+    version,
+    about = "Device agent for cloud-registered meeting-room video devices",
+    long_about = "roomd activates and registers a room device with the cloud, keeps its event \
+                  channels alive, and drives its meeting buttons, LEDs and media.\n\n\
+                  Configuration: /etc/roomd/roomd.toml plus /etc/roomd/config.d/*.toml drop-ins, \
+                  merged in file-name order."
+)]
+pub struct Cli {
+    /// Main configuration file; drop-ins are read from `config.d/` beside it.
+    #[arg(long, global = true, env = "ROOMD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter (a level such as `debug`, or `RUST_LOG` directives); wins over RUST_LOG
+    /// and the config file.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (what systemd starts). Stops cleanly on SIGTERM or Ctrl-C.
+    Run,
+    /// Print the running daemon's status as an xStatus tree (`*s SystemUnit State: ...`).
+    Status {
+        /// Print the status tree as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check configuration, board, media elements and cloud connectivity; one OK/FAIL
+    /// line per check, exit status 1 if any fails.
+    Check,
+}
+
+impl Cli {
+    /// The main config file and whether it must exist (it must when named explicitly).
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Clients of the cloud services, built on [`crate::net`] and the wire types in
+//! [`crate::proto`].
+
+pub mod gds;

@@ -1,0 +1,340 @@
+//! Daemon configuration: `/etc/roomd/roomd.toml` plus `config.d/*.toml` drop-ins.
+//!
+//! Every file is checked on its own first (so an unknown key is reported with the file,
+//! line and key that carry it), then the files are deep-merged in order: the main file,
+//! then drop-ins sorted by file name. Tables merge key by key; any other value (string,
+//! number, array) is replaced whole by the later file.
+
+mod merge;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use merge::merge_tables;
+
+/// Where configuration lives on a device when nothing says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/roomd/roomd.toml";
+/// The directory of drop-ins, relative to the main file's directory.
+pub const DROP_IN_DIR: &str = "config.d";
+pub const DEFAULT_BOARD_DIR: &str = "/usr/share/roomd/board";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/roomd";
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/roomd";
+
+/// The merged configuration. Every field has a documented default, so a drop-in only
+/// names what it changes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub device: DeviceConfig,
+    pub cloud: CloudConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceConfig {
+    /// Board file name without `.toml`, looked up in `board_dir`. Default `sim`.
+    pub board: String,
+    /// Directory of board files. Default `/usr/share/roomd/board`.
+    pub board_dir: PathBuf,
+    /// Persistent state (credentials, caches). Default `$STATE_DIRECTORY` (set by
+    /// systemd's `StateDirectory=`), else `/var/lib/roomd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Runtime files (the control socket). Default `$RUNTIME_DIRECTORY`, else `/run/roomd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            board: "sim".into(),
+            board_dir: DEFAULT_BOARD_DIR.into(),
+            state_dir: None,
+            runtime_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    /// Base URL of the global discovery service; `GET {gds_url}/health` gates start-up.
+    /// No default: a device image ships it in its vendor file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gds_url: Option<String>,
+    /// PEM files of CAs trusted in addition to the platform roots (for the simulator's
+    /// test CA, or an integrator's TLS-inspecting proxy).
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Per-request timeout in seconds. Default 10.
+    pub request_timeout_secs: u64,
+    /// Seconds between health checks while the cloud is healthy. Default 300.
+    pub health_interval_secs: u64,
+    /// First retry delay in milliseconds after a failed check; doubles per failure. Default 1000.
+    pub retry_initial_ms: u64,
+    /// Cap on the retry delay (and on a server's `Retry-After`), in seconds. Default 60.
+    pub retry_max_secs: u64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            gds_url: None,
+            extra_ca_files: Vec::new(),
+            request_timeout_secs: 10,
+            health_interval_secs: 300,
+            retry_initial_ms: 1000,
+            retry_max_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Default filter, in `RUST_LOG` syntax; `--log-level` and `RUST_LOG` win over it.
+    pub level: String,
+    /// Where logs go: `auto` (journald when started by systemd with its stream on
+    /// journald, else stderr), `journald`, or `stderr`.
+    pub target: LogTarget,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            target: LogTarget::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+impl Config {
+    pub fn state_dir(&self) -> PathBuf {
+        dir_or_env(&self.device.state_dir, "STATE_DIRECTORY", DEFAULT_STATE_DIR)
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        dir_or_env(
+            &self.device.runtime_dir,
+            "RUNTIME_DIRECTORY",
+            DEFAULT_RUNTIME_DIR,
+        )
+    }
+
+    /// The control socket `roomd status` talks to.
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir().join("control.sock")
+    }
+
+    /// Settings the daemon cannot run without.
+    pub fn require_cloud(&self) -> Result<&str, ConfigError> {
+        self.cloud
+            .gds_url
+            .as_deref()
+            .ok_or(ConfigError::MissingKey("cloud.gds_url"))
+    }
+}
+
+fn dir_or_env(configured: &Option<PathBuf>, env: &str, default: &str) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.clone();
+    }
+    // systemd may pass several colon-separated directories; the first is ours.
+    match std::env::var_os(env) {
+        Some(value) if !value.is_empty() => {
+            let value = value.to_string_lossy().into_owned();
+            PathBuf::from(value.split(':').next().unwrap_or(default))
+        }
+        _ => PathBuf::from(default),
+    }
+}
+
+/// Configuration problems, each naming the file (and key) at fault.
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum ConfigError {
+    /// config file {0} does not exist
+    Missing(PathBuf),
+    /// cannot read {path}: {source}
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// {path}:{line}:{column}: {message}
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// merged configuration ({files}): {message}
+    Merged { files: String, message: String },
+    /// `{0}` is not set in any configuration file
+    MissingKey(&'static str),
+}
+
+/// The files that made a configuration, in the order they were merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub config: Config,
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads `main` and its drop-ins. A missing main file is an error only when
+/// `main_required` (the path was given explicitly); otherwise defaults apply.
+pub fn load(main: &Path, main_required: bool) -> Result<Loaded, ConfigError> {
+    let mut files = Vec::new();
+    if main.exists() {
+        files.push(main.to_path_buf());
+    } else if main_required {
+        return Err(ConfigError::Missing(main.to_path_buf()));
+    }
+    let drop_in_dir = main
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(DROP_IN_DIR);
+    files.extend(drop_ins(&drop_in_dir)?);
+
+    let mut merged = toml::Table::new();
+    for path in &files {
+        let table = read_checked(path)?;
+        merge_tables(&mut merged, table);
+    }
+    let config =
+        Config::deserialize(toml::Value::Table(merged)).map_err(|e| ConfigError::Merged {
+            files: files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            message: e.message().to_string(),
+        })?;
+    Ok(Loaded { config, files })
+}
+
+/// `*.toml` files of the drop-in directory, sorted by name. A missing directory is fine.
+fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+            found.push(path);
+        }
+    }
+    found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(found)
+}
+
+/// Reads one file and checks it against the schema on its own, so errors carry its name.
+fn read_checked(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_checked::<Config>(path, &text)?;
+    text.parse::<toml::Table>()
+        .map_err(|e| invalid(path, &text, &e))
+}
+
+/// Parses `text` (the content of `path`) as `T`, turning errors into file:line:column form.
+pub(crate) fn parse_checked<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str::<T>(text).map_err(|e| invalid(path, text, &e))
+}
+
+fn invalid(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let (line, column) = match error.span() {
+        Some(span) => line_column(text, span.start),
+        None => (1, 1),
+    };
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: readable_message(error.message().trim(), text, line),
+    }
+}
+
+/// serde says "unknown field `x`, expected ..."; a technician edits keys in tables, so say
+/// "unknown key `x` in [table]; expected ...".
+fn readable_message(message: &str, text: &str, line: usize) -> String {
+    let Some(rest) = message.strip_prefix("unknown field ") else {
+        return message.to_string();
+    };
+    let (key, expected) = rest.split_once(", ").unwrap_or((rest, ""));
+    let table = text
+        .lines()
+        .take(line.saturating_sub(1))
+        .filter(|l| l.trim_start().starts_with('['))
+        .last()
+        .map(|header| format!(" in {}", header.trim()));
+    let mut out = format!("unknown key {key}{}", table.unwrap_or_default());
+    if !expected.is_empty() {
+        out.push_str("; ");
+        out.push_str(expected);
+    }
+    out
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.device.board, "sim");
+        assert_eq!(config.cloud.request_timeout_secs, 10);
+        assert_eq!(config.cloud.retry_max_secs, 60);
+        assert_eq!(config.log.target, LogTarget::Auto);
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("a\nbc\n", 0), (1, 1));
+        assert_eq!(line_column("a\nbc\n", 3), (2, 2));
+    }
+
+    #[test]
+    fn explicit_dirs_win_over_environment() {
+        let mut config = Config::default();
+        config.device.state_dir = Some("/tmp/state".into());
+        assert_eq!(config.state_dir(), PathBuf::from("/tmp/state"));
+        assert_eq!(config.control_socket().file_name().unwrap(), "control.sock");
+    }
+}

@@ -1,0 +1,33 @@
+//! roomd: the device agent of a meeting-room video device.
+//!
+//! The crate is layered; each layer only uses the ones above it in this map.
+//!
+//! | layer | modules | what lives there |
+//! |---|---|---|
+//! | foundations | [`secret`], [`clock`], [`shutdown`] | redacted secrets, wire time format, task shutdown |
+//! | configuration | [`config`], [`hw::board`] | `/etc/roomd` files and drop-ins, board files |
+//! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
+//! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service |
+//! | state machines | [`daemon`] | the daemon's tasks and the status they publish |
+//! | hardware | [`hw`] | board roles (GPIO, later drivers) |
+//! | media | [`media`] | GStreamer |
+//! | API | [`api`] | control socket (`roomd status`), xStatus rendering |
+//! | process | [`platform`], [`cli`], [`check`] | systemd notify and watchdog, logging, command line, `roomd check` |
+//!
+//! The binary (`src/main.rs`) is thin: it parses the command line, loads configuration,
+//! and calls [`daemon::run`], which tests also call in-process against the simulator.
+
+pub mod api;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod cloud;
+pub mod config;
+pub mod daemon;
+pub mod hw;
+pub mod media;
+pub mod net;
+pub mod platform;
+pub mod proto;
+pub mod secret;
+pub mod shutdown;

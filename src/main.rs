@@ -1,0 +1,165 @@
+//! The `roomd` binary: parses the command line, loads configuration and maps every error
+//! to an exit status (sysexits(3)); `systemd/roomd.service` keeps configuration errors
+//! (78) from restart loops with `RestartPreventExitStatus=`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use roomd::api::control::{self, ControlRequest, ControlResponse};
+use roomd::cli::{Cli, Command};
+use roomd::config::{self, Loaded};
+use roomd::daemon::{self, DaemonError, DaemonOptions};
+use roomd::hw::board::Board;
+use roomd::platform::{logging, systemd};
+
+/// sysexits(3) codes.
+mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const UNAVAILABLE: u8 = 69;
+    pub const SOFTWARE: u8 = 70;
+    pub const IOERR: u8 = 74;
+    pub const CONFIG: u8 = 78;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, required) = cli.config_path();
+    let loaded = config::load(&path, required);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("roomd")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("roomd: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::SOFTWARE);
+        }
+    };
+    match cli.command {
+        Command::Run => runtime.block_on(run(&cli, loaded)),
+        Command::Status { json } => runtime.block_on(status(loaded, json)),
+        Command::Check => {
+            init_quiet_logging(&cli);
+            let report = runtime.block_on(roomd::check::run(loaded));
+            println!("{report}");
+            if report.failures() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(exit::FAILURE)
+            }
+        }
+    }
+}
+
+fn init_quiet_logging(cli: &Cli) {
+    let directives = logging::filter_directives(cli.log_level.as_deref(), None, "error");
+    logging::init(roomd::config::LogTarget::Stderr, &directives);
+}
+
+async fn run(cli: &Cli, loaded: Result<Loaded, config::ConfigError>) -> ExitCode {
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let config = loaded.config;
+    let directives = logging::filter_directives(
+        cli.log_level.as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+        &config.log.level,
+    );
+    let backend = logging::init(config.log.target, &directives);
+    let _config_span = logging::Subsystem::Config.span().entered();
+    tracing::info!(
+        files = ?loaded.files,
+        log_backend = ?backend,
+        "configuration loaded from {} file(s)",
+        loaded.files.len()
+    );
+    let board = match Board::load(&config.device.board_dir, &config.device.board) {
+        Ok(board) => board,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("roomd: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    drop(_config_span);
+    let options = DaemonOptions {
+        config,
+        board,
+        notifier: systemd::Notifier::from_env(),
+        watchdog: systemd::watchdog_interval(),
+    };
+    match daemon::run(options, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            ExitCode::from(match e {
+                DaemonError::Config(_) | DaemonError::Tls(_) => exit::CONFIG,
+                DaemonError::Control(_) | DaemonError::Http(_) => exit::IOERR,
+                DaemonError::Shutdown(_) => exit::SOFTWARE,
+            })
+        }
+    }
+}
+
+/// Completes on SIGTERM (systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping only on Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn status(loaded: Result<Loaded, config::ConfigError>, json: bool) -> ExitCode {
+    let config = match loaded {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let socket = config.control_socket();
+    match control::request(&socket, &ControlRequest::Status).await {
+        Ok(ControlResponse::Status { status }) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print!("{}", roomd::api::xstatus::render(&status));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(ControlResponse::Error { message }) => {
+            eprintln!("roomd: the daemon refused the request: {message}");
+            ExitCode::from(exit::FAILURE)
+        }
+        Ok(other) => {
+            eprintln!("roomd: unexpected answer from the daemon: {other:?}");
+            ExitCode::from(exit::SOFTWARE)
+        }
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! GStreamer initialisation and element checks.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::hw::board::ElementSpec;
+
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum MediaError {
+    /// GStreamer cannot be initialised: {0}
+    Init(String),
+    /// GStreamer element `{0}` is not installed (no plugin provides it)
+    MissingElement(String),
+    /// GStreamer element `{element}` cannot be created: {reason}
+    Create { element: String, reason: String },
+    /// GStreamer element `{element}` has no property `{property}`
+    NoProperty { element: String, property: String },
+    /// GStreamer element `{element}`: property `{property}` cannot take {value:?}: {reason}
+    BadValue {
+        element: String,
+        property: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Initialises GStreamer (idempotent) and returns its version string.
+pub fn init() -> Result<String, MediaError> {
+    gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
+    Ok(gst::version_string().to_string())
+}
+
+/// Creates the element with its properties, the way a pipeline will; proves the board's
+/// choice works on this system before a call needs it.
+pub fn check_element(spec: &ElementSpec) -> Result<(), MediaError> {
+    init()?;
+    let factory = gst::ElementFactory::find(&spec.element)
+        .ok_or_else(|| MediaError::MissingElement(spec.element.clone()))?;
+    let element = factory.create().build().map_err(|e| MediaError::Create {
+        element: spec.element.clone(),
+        reason: e.to_string(),
+    })?;
+    for (property, value) in &spec.properties {
+        let pspec = element
+            .find_property(property)
+            .ok_or_else(|| MediaError::NoProperty {
+                element: spec.element.clone(),
+                property: property.clone(),
+            })?;
+        let parsed = gst::glib::Value::deserialize_with_pspec(value, &pspec).map_err(|e| {
+            MediaError::BadValue {
+                element: spec.element.clone(),
+                property: property.clone(),
+                value: value.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        element.set_property_from_value(property, &parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn spec(element: &str, props: &[(&str, &str)]) -> ElementSpec {
+        ElementSpec {
+            element: element.into(),
+            properties: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn test_sources_and_x264_are_available() {
+        let version = init().unwrap();
+        assert!(version.starts_with("GStreamer 1."), "{version}");
+        check_element(&spec(
+            "videotestsrc",
+            &[("is-live", "true"), ("pattern", "ball")],
+        ))
+        .unwrap();
+        check_element(&spec("x264enc", &[("tune", "zerolatency")])).unwrap();
+    }
+
+    #[test]
+    fn missing_elements_and_bad_properties_are_named() {
+        let err = check_element(&spec("v4l2h264enc-nonexistent", &[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GStreamer element `v4l2h264enc-nonexistent` is not installed (no plugin provides it)"
+        );
+        let err = check_element(&spec("videotestsrc", &[("colour", "red")])).unwrap_err();
+        assert!(matches!(err, MediaError::NoProperty { .. }), "{err}");
+        let err = check_element(&spec("videotestsrc", &[("pattern", "plaid")])).unwrap_err();
+        assert!(matches!(err, MediaError::BadValue { .. }), "{err}");
+    }
+}

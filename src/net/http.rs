@@ -1,0 +1,263 @@
+//! The HTTPS client every cloud service goes through: verified TLS against our
+//! [`TrustStore`], a `trackingid` header on each request (`ROOMD_<uuid>_<seq>`, echoed in
+//! logs so a request can be found on both ends), bounded bodies, and errors that say
+//! what went wrong in words a technician can act on.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::tls::{TlsError, TrustStore};
+
+/// Bodies larger than this are refused: no cloud answer we parse comes near it.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// `ROOMD_<uuid>_<seq>`: one uuid per process, a sequence number per request.
+#[derive(Debug)]
+pub struct TrackingIds {
+    session: uuid::Uuid,
+    seq: AtomicU64,
+}
+
+impl Default for TrackingIds {
+    fn default() -> Self {
+        Self {
+            session: uuid::Uuid::new_v4(),
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
+impl TrackingIds {
+    pub fn next(&self) -> String {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("ROOMD_{}_{seq}", self.session)
+    }
+}
+
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum HttpError {
+    /// invalid URL {url}: {reason}
+    Url { url: String, reason: String },
+    /// TLS certificate of {url} is not trusted ({reason}); is its CA in the trust store?
+    UntrustedCertificate { url: String, reason: String },
+    /// TLS handshake with {url} failed: {reason}
+    Tls { url: String, reason: String },
+    /// cannot connect to {url}: {reason}
+    Connect { url: String, reason: String },
+    /// {url} did not answer within {timeout:?}
+    Timeout { url: String, timeout: Duration },
+    /// {url} answered HTTP {status}
+    Status {
+        url: String,
+        status: u16,
+        retry_after: Option<Duration>,
+        tracking_id: String,
+    },
+    /// {url} sent a body larger than {limit} bytes
+    TooLarge { url: String, limit: usize },
+    /// {url} sent a body that is not valid {what}: {reason}
+    Decode {
+        url: String,
+        what: &'static str,
+        reason: String,
+    },
+    /// request to {url} failed: {reason}
+    Other { url: String, reason: String },
+    /// {0}
+    Setup(#[from] TlsError),
+}
+
+impl HttpError {
+    /// The server's `Retry-After`, for 429 and 503 answers.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short reason for status lines (`connection refused`, `HTTP 503`).
+    pub fn short_reason(&self) -> String {
+        match self {
+            HttpError::UntrustedCertificate { .. } => "certificate not trusted".into(),
+            HttpError::Tls { .. } => "TLS handshake failed".into(),
+            HttpError::Connect { reason, .. } => reason.clone(),
+            HttpError::Timeout { .. } => "timed out".into(),
+            HttpError::Status { status, .. } => format!("HTTP {status}"),
+            HttpError::TooLarge { .. } | HttpError::Decode { .. } => "bad response".into(),
+            HttpError::Url { .. } | HttpError::Setup(_) => "configuration error".into(),
+            HttpError::Other { reason, .. } => reason.clone(),
+        }
+    }
+}
+
+/// A response that arrived whole, with a 2xx status.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub tracking_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    tracking: Arc<TrackingIds>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    pub fn new(trust: &TrustStore, timeout: Duration) -> Result<Self, HttpError> {
+        let tls = trust.client_config()?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("roomd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpError::Other {
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            tracking: Arc::new(TrackingIds::default()),
+            timeout,
+        })
+    }
+
+    /// `GET url`; non-2xx answers become [`HttpError::Status`].
+    pub async fn get(&self, url: &str) -> Result<Response, HttpError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| HttpError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let tracking_id = self.tracking.next();
+        tracing::debug!(trackingid = %tracking_id, %url, "GET");
+        let mut response = self
+            .client
+            .get(parsed)
+            .header("trackingid", &tracking_id)
+            .send()
+            .await
+            .map_err(|e| classify(url, self.timeout, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if !response.status().is_success() {
+            tracing::debug!(trackingid = %tracking_id, %url, status, "HTTP error status");
+            return Err(HttpError::Status {
+                url: url.to_string(),
+                status,
+                retry_after: retry_after(&headers),
+                tracking_id,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(url, self.timeout, &e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(HttpError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_BODY_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            tracking_id,
+        })
+    }
+}
+
+/// `Retry-After` in its delta-seconds form (the form the cloud uses).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Turns reqwest's layered error into one sentence naming the real cause.
+fn classify(url: &str, timeout: Duration, error: &reqwest::Error) -> HttpError {
+    let url = url.to_string();
+    if error.is_timeout() {
+        return HttpError::Timeout { url, timeout };
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return tls_error(url, tls);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return tls_error(url, tls);
+            }
+            if error.is_connect() {
+                let reason = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                    _ => io.to_string(),
+                };
+                return HttpError::Connect { url, reason };
+            }
+        }
+        source = cause.source();
+    }
+    if error.is_connect() {
+        let reason = error
+            .source()
+            .map_or_else(|| error.to_string(), |s| s.to_string());
+        return HttpError::Connect { url, reason };
+    }
+    HttpError::Other {
+        url,
+        reason: error.to_string(),
+    }
+}
+
+fn tls_error(url: String, error: &rustls::Error) -> HttpError {
+    match error {
+        rustls::Error::InvalidCertificate(reason) => HttpError::UntrustedCertificate {
+            url,
+            reason: format!("{reason:?}"),
+        },
+        other => HttpError::Tls {
+            url,
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_ids_share_a_session_and_count_up() {
+        let ids = TrackingIds::default();
+        let first = ids.next();
+        let second = ids.next();
+        assert!(
+            first.starts_with("ROOMD_") && first.ends_with("_0"),
+            "{first}"
+        );
+        assert_eq!(first.trim_end_matches("_0"), second.trim_end_matches("_1"));
+    }
+
+    #[test]
+    fn retry_after_seconds_parse() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+}

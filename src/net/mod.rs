@@ -1,0 +1,5 @@
+//! I/O plumbing shared by every cloud client: TLS trust, HTTP with tracking ids, backoff.
+
+pub mod backoff;
+pub mod http;
+pub mod tls;

@@ -1,0 +1,4 @@
+//! The process's surroundings: systemd notification and watchdog, logging, signals.
+
+pub mod logging;
+pub mod systemd;

@@ -1,0 +1,220 @@
+//! Shared helpers for integration tests: a simulator on port 0, a daemon configuration
+//! pointing at it, a fake systemd notify socket, and a log capture.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use roomd::config::Config;
+use roomd::hw::board::Board;
+use roomd_sim::{SimHandle, SimOptions};
+use tokio::net::UnixDatagram;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub async fn start_sim(dir: &Path) -> SimHandle {
+    roomd_sim::start(SimOptions::new(dir.join("sim")))
+        .await
+        .expect("simulator starts")
+}
+
+/// A configuration for an in-process daemon talking to `sim`, with its files under `dir`.
+pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.device.board_dir = repo_dir().join("board");
+    config.device.state_dir = Some(dir.join("state"));
+    config.device.runtime_dir = Some(dir.join("run"));
+    config.cloud.gds_url = Some(sim.gds_url());
+    config.cloud.extra_ca_files = vec![sim.ca_path().to_path_buf()];
+    config
+}
+
+pub fn sim_board() -> Board {
+    Board::load(&repo_dir().join("board"), "sim").expect("board/sim.toml loads")
+}
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+pub struct FakeSystemd {
+    pub path: PathBuf,
+    socket: UnixDatagram,
+    pub seen: Vec<String>,
+}
+
+impl FakeSystemd {
+    pub fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+        Self {
+            path,
+            socket,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a datagram containing `needle`; returns that datagram.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        let wait = async {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = self.socket.recv(&mut buf).await.expect("recv notify");
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(text.clone());
+                if text.contains(needle) {
+                    return text;
+                }
+            }
+        };
+        tokio::time::timeout(TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no notification with {needle:?}; saw {:?}", self.seen))
+    }
+}
+
+/// One captured event: its level, message and fields, and the `roomd_event` values of the
+/// spans it was emitted in.
+#[derive(Debug, Clone)]
+pub struct CapturedEvent {
+    pub target: String,
+    pub level: tracing::Level,
+    pub text: String,
+    pub subsystems: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    pub events: Arc<Mutex<Vec<CapturedEvent>>>,
+}
+
+struct SpanSubsystem(String);
+
+#[derive(Default)]
+struct TextVisitor {
+    text: String,
+    roomd_event: Option<String>,
+}
+
+impl Visit for TextVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "roomd_event" {
+            self.roomd_event = Some(value.to_string());
+        }
+        self.text.push_str(&format!(" {}={}", field.name(), value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.text
+            .push_str(&format!(" {}={:?}", field.name(), value));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for LogCapture
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut visitor = TextVisitor::default();
+        attrs.record(&mut visitor);
+        if let (Some(span), Some(subsystem)) = (ctx.span(id), visitor.roomd_event) {
+            span.extensions_mut().insert(SpanSubsystem(subsystem));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut visitor = TextVisitor::default();
+        event.record(&mut visitor);
+        let subsystems = ctx
+            .event_scope(event)
+            .map(|scope| {
+                scope
+                    .filter_map(|span| {
+                        span.extensions()
+                            .get::<SpanSubsystem>()
+                            .map(|s| s.0.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.events.lock().unwrap().push(CapturedEvent {
+            target: event.metadata().target().to_string(),
+            level: *event.metadata().level(),
+            text: visitor.text,
+            subsystems,
+        });
+    }
+}
+
+impl LogCapture {
+    /// The process-wide capture, installed as the global subscriber on first use. (A
+    /// per-thread default misses events when other tests of the binary race it in
+    /// tracing's callsite cache, so every test of a binary shares this one.)
+    pub fn global() -> &'static LogCapture {
+        static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let capture = LogCapture::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new("trace"))
+                .with(capture.clone());
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber");
+            capture
+        })
+    }
+
+    pub fn events(&self) -> Vec<CapturedEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.events().iter().any(|e| e.text.contains(needle))
+    }
+}
+
+/// A `Command` for the `roomd` binary. Cross-built test runs execute under qemu-user, so
+/// the binary is started through the same runner cargo uses for the tests themselves.
+pub fn roomd_command() -> std::process::Command {
+    let bin = env!("CARGO_BIN_EXE_roomd");
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
+    } else {
+        None
+    };
+    let mut command = match runner {
+        Some(runner) if !runner.trim().is_empty() => {
+            let mut command = std::process::Command::new(runner.trim());
+            command.arg(bin);
+            command
+        }
+        _ => std::process::Command::new(bin),
+    };
+    // The test's own environment must not steer the daemon under test.
+    command
+        .env_remove("ROOMD_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Writes `config` as `dir/etc/roomd.toml` and returns its path.
+pub fn write_config(dir: &Path, config: &Config) -> PathBuf {
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let path = etc.join("roomd.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    path
+}
