@@ -15,6 +15,7 @@
 #   CARGO_TARGET_DIR  default $(ROOMD_CACHE_DIR)/target, shared by every clone on the
 #                     machine so a fresh clone reuses compiled dependencies; ./target
 #                     is made a symlink to it. A real ./target directory is used as is.
+#   ROOMD_TARGET_MAX_MB  the shared target dir is wiped when it grows past this (default 25000)
 #   CARGO_TERM_COLOR  default auto (never when CI is set)
 #   CARGO_INCREMENTAL default 0 when CI is set (incremental state only grows the cache)
 
@@ -28,6 +29,8 @@ CROSS_TARGET := aarch64-unknown-linux-gnu
 
 ROOMD_CACHE_DIR ?= $(HOME)/.cache/roomd
 export ROOMD_CACHE_DIR
+ROOMD_TARGET_MAX_MB ?= 25000
+export ROOMD_TARGET_MAX_MB
 
 ifeq ($(origin CARGO_TARGET_DIR),undefined)
   ifeq ($(shell [ -d target ] && [ ! -L target ] && echo real),real)
@@ -65,24 +68,10 @@ deps:
 deps-native:
 	@scripts/deps.sh host rust
 
-# ./target -> $(CARGO_TARGET_DIR), so target/<triple>/release/roomd resolves
-# in the repository whatever the target dir is. A `target/` line in
-# .gitignore does not match a symlink, so /target also goes into the clone's
-# untracked .git/info/exclude.
+# ./target -> $(CARGO_TARGET_DIR), size cap, and rebuild of the workspace
+# crates when another checkout used the shared dir last: see the script.
 target-link:
-	@mkdir -p "$(CARGO_TARGET_DIR)"
-	@tdir="$(abspath $(CARGO_TARGET_DIR))"; \
-	if [ "$$tdir" = "$(CURDIR)/target" ]; then :; \
-	elif [ -L target ]; then \
-	    [ "$$(readlink target)" = "$$tdir" ] || ln -sfn "$$tdir" target; \
-	elif [ -e target ]; then \
-	    echo "note: ./target is a real directory; cargo output goes to $$tdir" >&2; \
-	else \
-	    ln -s "$$tdir" target; \
-	fi; \
-	if [ -L target ] && excl="$$(git rev-parse --git-path info/exclude 2>/dev/null)"; then \
-	    grep -qxF /target "$$excl" 2>/dev/null || { mkdir -p "$$(dirname "$$excl")"; echo /target >>"$$excl"; }; \
-	fi
+	@scripts/target-dir.sh
 
 build: deps-native target-link
 	@$(CARGO_ENV) $(CARGO) build --workspace -j $(JOBS)

@@ -5,7 +5,7 @@
 # rustdoc when cargo cross-compiles doctests, and so the content-keyed
 # sysroot path never has to be written into .cargo/config.toml.
 set -euo pipefail
-# shellcheck source=lib/sysroot.sh
+# shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/sysroot.sh"
 if [ ! -d "$ROOMD_SYSROOT" ]; then
     echo "roomd: arm64 sysroot missing ($ROOMD_SYSROOT); run scripts/deps.sh first" >&2

@@ -7,7 +7,7 @@
 # pkg-config. scripts/cross-env.sh exports the same settings as
 # target-suffixed PKG_CONFIG_* variables.
 set -euo pipefail
-# shellcheck source=lib/sysroot.sh
+# shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/sysroot.sh"
 if [ ! -d "$ROOMD_SYSROOT" ]; then
     echo "roomd: arm64 sysroot missing ($ROOMD_SYSROOT); run scripts/deps.sh first" >&2

@@ -17,7 +17,7 @@
 _roomd_cross_env() {
     local here
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-    # shellcheck source=lib/sysroot.sh
+    # shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
     . "$here/lib/sysroot.sh"
 
     export ROOMD_SYSROOT

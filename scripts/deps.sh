@@ -20,7 +20,7 @@
 #   ROOMD_DEBIAN_SECURITY_MIRROR (default http://deb.debian.org/debian-security).
 set -euo pipefail
 
-# shellcheck source=lib/sysroot.sh
+# shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/sysroot.sh"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
@@ -178,6 +178,19 @@ build_sysroot() {
     rm -f "$log_file"
 }
 
+# Keep the two newest sysroots (another checkout may still use the previous
+# recipe); older ones and their registries go.
+prune_old_sysroots() {
+    local old d
+    # shellcheck disable=SC2012  # names are ours: sysroot-arm64-<hex>
+    mapfile -t old < <(ls -1dt "$ROOMD_CACHE_DIR"/sysroot-"$ROOMD_SYSROOT_ARCH"-* 2>/dev/null | tail -n +3)
+    for d in "${old[@]}"; do
+        [ "$d" = "$ROOMD_SYSROOT" ] && continue
+        log "removing old sysroot $(basename "$d")"
+        rm -rf "$d" "$ROOMD_CACHE_DIR/gst-registry-$ROOMD_SYSROOT_ARCH-${d##*-}.bin"
+    done
+}
+
 deps_sysroot() {
     if ! roomd_sysroot_ready; then
         command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap missing: run scripts/deps.sh host first"
@@ -197,6 +210,7 @@ deps_sysroot() {
             mv -T "$tmp" "$ROOMD_SYSROOT"
             rm -f "$ROOMD_GST_REGISTRY_ARM64"
             log "arm64 sysroot ready in $((SECONDS - t0)) s: $ROOMD_SYSROOT ($(du -sh "$ROOMD_SYSROOT" | cut -f1))"
+            prune_old_sysroots
         fi
         flock -u 9
         exec 9>&-

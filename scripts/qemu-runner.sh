@@ -21,7 +21,7 @@
 # Set ROOMD_QEMU_CPU to pick a CPU model (default: qemu's default, "max").
 set -euo pipefail
 
-# shellcheck source=lib/sysroot.sh
+# shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/sysroot.sh"
 
 if [ "$#" -lt 1 ]; then

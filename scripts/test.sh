@@ -6,8 +6,8 @@
 #
 #   fmt      cargo fmt --all -- --check
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
-#   native   cargo test --workspace                     (x86_64 host)
-#   cross    cargo test --workspace --target aarch64-unknown-linux-gnu
+#   native   cargo test --workspace --no-fail-fast      (x86_64 host)
+#   cross    cargo test --workspace --no-fail-fast --target aarch64-unknown-linux-gnu
 #            (built against the arm64 sysroot, run under qemu-aarch64 by
 #            scripts/qemu-runner.sh)
 #
@@ -15,8 +15,8 @@
 # (default 2) and whatever CARGO_* variables the caller exports.
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=cross-env.sh
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+# shellcheck source-path=SCRIPTDIR source=cross-env.sh
 . scripts/cross-env.sh
 
 CARGO="${CARGO:-cargo}"
@@ -49,8 +49,8 @@ for step in "${steps[@]}"; do
     case "$step" in
         fmt) run_step "fmt" "$CARGO" fmt --all -- --check ;;
         clippy) run_step "clippy" "$CARGO" clippy --workspace --all-targets -j "$JOBS" -- -D warnings ;;
-        native) run_step "test x86_64" "$CARGO" test --workspace -j "$JOBS" ;;
-        cross) run_step "test aarch64 (qemu)" "$CARGO" test --workspace --target "$CROSS_TARGET" -j "$JOBS" ;;
+        native) run_step "test x86_64" "$CARGO" test --workspace --no-fail-fast -j "$JOBS" ;;
+        cross) run_step "test aarch64 (qemu)" "$CARGO" test --workspace --no-fail-fast --target "$CROSS_TARGET" -j "$JOBS" ;;
         *)
             echo "test.sh: unknown step '$step' (fmt clippy native cross)" >&2
             exit 2

@@ -16,12 +16,12 @@ use tokio::sync::oneshot;
 
 #[tokio::test]
 async fn starts_reports_to_systemd_answers_status_and_stops_cleanly() {
+    let logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     let mut systemd = FakeSystemd::bind(dir.path());
     let config = config_for(&sim, dir.path());
     let socket = config.control_socket();
-    let logs = LogCapture::global();
 
     let options = DaemonOptions {
         config,
@@ -109,6 +109,8 @@ async fn starts_reports_to_systemd_answers_status_and_stops_cleanly() {
 /// With time paused, the retries' spacing is exact: 1, 2, 4, 8, 8 s (±20 % jitter).
 #[tokio::test(start_paused = true)]
 async fn unhealthy_gds_is_retried_with_backoff_until_it_recovers() {
+    // Installed before any span exists, so this test's events are seen with their spans.
+    LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     sim.set_gds_state("offline");
@@ -179,6 +181,8 @@ async fn unhealthy_gds_is_retried_with_backoff_until_it_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_from_a_503_is_honoured() {
+    // Installed before any span exists, so this test's events are seen with their spans.
+    LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     sim.arm_fault(roomd_sim::Fault {
@@ -229,6 +233,8 @@ async fn retry_after_from_a_503_is_honoured() {
 
 #[tokio::test]
 async fn an_unreachable_cloud_is_reported_and_the_daemon_keeps_running() {
+    // Installed before any span exists, so this test's events are seen with their spans.
+    LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     let mut config = config_for(&sim, dir.path());

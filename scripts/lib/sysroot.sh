@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 # Shared definitions for the arm64 sysroot. Sourced (never executed) by
 # scripts/deps.sh, scripts/cross-env.sh, scripts/qemu-runner.sh and the
 # aarch64 linker / pkg-config wrappers, so that all of them agree on where
@@ -18,7 +18,7 @@
 ROOMD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 ROOMD_CACHE_DIR="${ROOMD_CACHE_DIR:-${HOME:-/root}/.cache/roomd}"
 
-ROOMD_SYSROOT_RECIPE=1
+ROOMD_SYSROOT_RECIPE=2
 ROOMD_SYSROOT_SUITE=bookworm
 ROOMD_SYSROOT_ARCH=arm64
 ROOMD_SYSROOT_TRIPLE=aarch64-linux-gnu
@@ -38,11 +38,14 @@ ROOMD_SYSROOT_PACKAGES=(
     gstreamer1.0-tools
 )
 
-# Paths removed from the sysroot after extraction (docs, translations, icons:
-# never needed to link or run). Part of the hash.
+# Paths removed from the sysroot after extraction: docs, translations, icons
+# (never needed to link or run), and the build host's resolv.conf/hostname
+# that mmdebstrap copies in (qemu -L serves a sysroot file in preference to
+# the host's, so these would shadow the live host files). Part of the hash.
 ROOMD_SYSROOT_PRUNE=(
     usr/share/doc usr/share/man usr/share/info usr/share/locale
     usr/share/icons usr/share/sounds usr/share/lintian usr/share/bug
+    etc/resolv.conf etc/hostname
 )
 
 ROOMD_SYSROOT_HASH="$(

@@ -3,7 +3,7 @@
 //! stdout carries exactly one line, the JSON of `GET /admin/info`, so scripts can read where
 //! everything listens; human logs go to stderr.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use roomd_sim::{Scenario, SimOptions};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// Cloud simulator for roomd: the server side of its protocols, on loopback.
@@ -53,11 +54,12 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in captured logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("roomd-sim: {e:#}");
             ExitCode::FAILURE
         }
@@ -76,6 +78,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     opts.udp_ports = args.udp_ports;
     opts.scenario = scenario;
 
+    // Handlers go in before the start-up line: whoever reads it may signal at once.
+    let mut signals = Signals::install()?;
     let sim = roomd_sim::start(opts).await?;
     let line = serde_json::to_string(sim.info()).context("serialising the start-up line")?;
     let mut stdout = std::io::stdout().lock();
@@ -84,19 +88,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("writing the start-up line to stdout")?;
     drop(stdout);
 
-    let signal = wait_for_signal().await;
+    let name = signals.recv().await;
+    tracing::info!("{name} received, shutting down");
     sim.shutdown().await;
-    signal
+    Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        res = tokio::signal::ctrl_c() => res.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, registered as soon as this is created.
+#[derive(Debug)]
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
     }
-    tracing::info!("signal received, shutting down");
-    Ok(())
+
+    /// Waits for either signal; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }

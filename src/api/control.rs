@@ -132,13 +132,11 @@ async fn answer(
             message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
         }
     } else {
-        match serde_json::from_str::<ControlRequest>(line.trim()) {
+        match parse_request(line.as_bytes()) {
             Ok(request) => handle(request, status, started),
-            Err(e) => {
-                tracing::warn!(error = %e, "bad control request");
-                ControlResponse::Error {
-                    message: format!("bad request: {e}"),
-                }
+            Err(message) => {
+                tracing::warn!("{message}");
+                ControlResponse::Error { message }
             }
         }
     };
@@ -148,6 +146,11 @@ async fn answer(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
     write.shutdown().await
+}
+
+/// Parses one request line (the bytes a local client sent).
+pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
+    serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
 }
 
 fn handle(
@@ -246,6 +249,27 @@ mod tests {
             request(&path, &ControlRequest::Ping).await,
             Err(ControlError::NotRunning(_))
         ));
+    }
+
+    #[test]
+    fn request_parsing_names_the_problem() {
+        assert_eq!(
+            parse_request(b" {\"command\":\"status\"}\n"),
+            Ok(ControlRequest::Status)
+        );
+        let err = parse_request(b"{\"command\":\"reboot\"}").unwrap_err();
+        assert!(
+            err.starts_with("bad request: unknown variant `reboot`"),
+            "{err}"
+        );
+        assert!(parse_request(b"\xff\xfe").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_request_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_request(&bytes);
+        }
     }
 
     #[tokio::test]

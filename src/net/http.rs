@@ -192,35 +192,45 @@ fn classify(url: &str, timeout: Duration, error: &reqwest::Error) -> HttpError {
     if error.is_timeout() {
         return HttpError::Timeout { url, timeout };
     }
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return tls_error(url, tls);
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                return tls_error(url, tls);
-            }
-            if error.is_connect() {
-                let reason = match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                    _ => io.to_string(),
-                };
-                return HttpError::Connect { url, reason };
-            }
-        }
-        source = cause.source();
+    if let Some(tls) = find_cause::<rustls::Error>(error) {
+        return tls_error(url, tls);
     }
     if error.is_connect() {
-        let reason = error
-            .source()
-            .map_or_else(|| error.to_string(), |s| s.to_string());
+        let reason = match find_cause::<std::io::Error>(error) {
+            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "connection refused".to_string()
+            }
+            Some(io) => io.to_string(),
+            None => error
+                .source()
+                .map_or_else(|| error.to_string(), |s| s.to_string()),
+        };
         return HttpError::Connect { url, reason };
     }
     HttpError::Other {
         url,
         reason: error.to_string(),
     }
+}
+
+/// The first error of type `T` in the chain, looking inside `io::Error`s too: std's
+/// `io::Error::source()` skips the error it wraps, so that one is reached via `get_ref`.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(found) = io.get_ref().and_then(|inner| find_cause::<T>(inner)) {
+                return Some(found);
+            }
+        }
+        current = cause.source();
+    }
+    None
 }
 
 fn tls_error(url: String, error: &rustls::Error) -> HttpError {
