@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use roomd::api::control::{self, ControlRequest, ControlResponse};
 use roomd::api::xstatus;
+use roomd::daemon::DaemonOptions;
 use roomd::daemon::status::CloudState;
-use roomd::daemon::{Daemon, DaemonOptions};
 use roomd::platform::systemd::Notifier;
 use support::*;
 use tokio::sync::oneshot;
@@ -117,24 +117,13 @@ async fn unhealthy_gds_is_retried_with_backoff_until_it_recovers() {
     let mut config = config_for(&sim, dir.path());
     config.cloud.retry_initial_ms = 1000;
     config.cloud.retry_max_secs = 8;
-    let daemon = Daemon::start(DaemonOptions {
-        config,
-        board: sim_board(),
-        notifier: Notifier::disabled(),
-        watchdog: None,
-    })
-    .await
-    .unwrap();
+    let daemon = start_daemon(config, Notifier::disabled()).await;
     let mut status = daemon.status();
 
     let mut failure_times = Vec::new();
     let mut last_failures = 0;
     while failure_times.len() < 6 {
-        tokio::time::timeout(TIMEOUT, status.changed())
-            .await
-            .expect("status changes")
-            .unwrap();
-        let cloud = status.borrow_and_update().cloud.clone();
+        let cloud = next_cloud_status(&mut status).await;
         if cloud.failures > last_failures {
             assert_eq!(cloud.state, CloudState::Unhealthy);
             assert!(
@@ -165,11 +154,7 @@ async fn unhealthy_gds_is_retried_with_backoff_until_it_recovers() {
 
     sim.set_gds_state("online");
     loop {
-        tokio::time::timeout(TIMEOUT, status.changed())
-            .await
-            .expect("status changes")
-            .unwrap();
-        let cloud = status.borrow_and_update().cloud.clone();
+        let cloud = next_cloud_status(&mut status).await;
         if cloud.state == CloudState::Online {
             assert_eq!(cloud.failures, 0);
             break;
@@ -194,22 +179,11 @@ async fn retry_after_from_a_503_is_honoured() {
         body: None,
     })
     .unwrap();
-    let daemon = Daemon::start(DaemonOptions {
-        config: config_for(&sim, dir.path()),
-        board: sim_board(),
-        notifier: Notifier::disabled(),
-        watchdog: None,
-    })
-    .await
-    .unwrap();
+    let daemon = start_daemon(config_for(&sim, dir.path()), Notifier::disabled()).await;
     let mut status = daemon.status();
     let mut first_failure = None;
     loop {
-        tokio::time::timeout(TIMEOUT, status.changed())
-            .await
-            .expect("status changes")
-            .unwrap();
-        let cloud = status.borrow_and_update().cloud.clone();
+        let cloud = next_cloud_status(&mut status).await;
         match cloud.state {
             CloudState::Unreachable => {
                 assert_eq!(cloud.detail, "HTTP 503");
@@ -246,14 +220,7 @@ async fn an_unreachable_cloud_is_reported_and_the_daemon_keeps_running() {
     config.cloud.retry_initial_ms = 50;
     let mut systemd = FakeSystemd::bind(dir.path());
     let socket = config.control_socket();
-    let daemon = Daemon::start(DaemonOptions {
-        config,
-        board: sim_board(),
-        notifier: Notifier::to_path(&systemd.path),
-        watchdog: None,
-    })
-    .await
-    .unwrap();
+    let daemon = start_daemon(config, Notifier::to_path(&systemd.path)).await;
     let line = systemd
         .wait_for("STATUS=waiting for cloud: GDS unreachable (connection refused)")
         .await;

@@ -218,3 +218,29 @@ pub fn write_config(dir: &Path, config: &Config) -> PathBuf {
     std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
     path
 }
+
+/// Starts an in-process daemon on board `sim` with `config`.
+pub async fn start_daemon(
+    config: Config,
+    notifier: roomd::platform::systemd::Notifier,
+) -> roomd::daemon::Daemon {
+    roomd::daemon::Daemon::start(roomd::daemon::DaemonOptions {
+        config,
+        board: sim_board(),
+        notifier,
+        watchdog: None,
+    })
+    .await
+    .expect("daemon starts")
+}
+
+/// Waits (bounded) for the next status change and returns the cloud part of it.
+pub async fn next_cloud_status(
+    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+) -> roomd::daemon::status::CloudHealth {
+    tokio::time::timeout(TIMEOUT, status.changed())
+        .await
+        .expect("status changes in time")
+        .expect("daemon alive");
+    status.borrow_and_update().cloud.clone()
+}
