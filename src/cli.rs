@@ -43,6 +43,18 @@ pub enum Command {
     /// Check configuration, board, media elements and cloud connectivity; one OK/FAIL
     /// line per check, exit status 1 if any fails.
     Check,
+    /// Activate the running daemon with a 16-digit activation code (`4353-4500-1234-5678`).
+    /// The code is checked before anything is sent; it is never logged.
+    Activate {
+        /// The code, digits with optional `-` or space separators.
+        code: String,
+    },
+    /// Unregister from the cloud and wipe credentials and state (lifts the lock-down).
+    FactoryReset {
+        /// Confirm: without it nothing is changed.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 impl Cli {

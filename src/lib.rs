@@ -17,6 +17,7 @@
 //! The binary (`src/main.rs`) is thin: it parses the command line, loads configuration,
 //! and calls [`daemon::run`], which tests also call in-process against the simulator.
 
+pub mod activation;
 pub mod api;
 pub mod check;
 pub mod cli;
@@ -31,3 +32,4 @@ pub mod platform;
 pub mod proto;
 pub mod secret;
 pub mod shutdown;
+pub mod store;

@@ -16,6 +16,7 @@ use roomd::platform::{logging, systemd};
 /// sysexits(3) codes.
 mod exit {
     pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 64;
     pub const UNAVAILABLE: u8 = 69;
     pub const SOFTWARE: u8 = 70;
     pub const IOERR: u8 = 74;
@@ -40,6 +41,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run => runtime.block_on(run(&cli, loaded)),
         Command::Status { json } => runtime.block_on(status(loaded, json)),
+        Command::Activate { code } => runtime.block_on(activate(loaded, &code)),
+        Command::FactoryReset { yes } => runtime.block_on(factory_reset(loaded, yes)),
         Command::Check => {
             init_quiet_logging(&cli);
             let report = runtime.block_on(roomd::check::run(loaded));
@@ -101,7 +104,9 @@ async fn run(cli: &Cli, loaded: Result<Loaded, config::ConfigError>) -> ExitCode
             eprintln!("roomd: {e}");
             ExitCode::from(match e {
                 DaemonError::Config(_) | DaemonError::Tls(_) => exit::CONFIG,
-                DaemonError::Control(_) | DaemonError::Http(_) => exit::IOERR,
+                DaemonError::Control(_) | DaemonError::Http(_) | DaemonError::Store(_) => {
+                    exit::IOERR
+                }
                 DaemonError::Shutdown(_) => exit::SOFTWARE,
             })
         }
@@ -156,6 +161,87 @@ async fn status(loaded: Result<Loaded, config::ConfigError>, json: bool) -> Exit
         Ok(other) => {
             eprintln!("roomd: unexpected answer from the daemon: {other:?}");
             ExitCode::from(exit::SOFTWARE)
+        }
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
+    }
+}
+
+fn config_or_exit(loaded: Result<Loaded, config::ConfigError>) -> Result<config::Config, ExitCode> {
+    loaded.map(|l| l.config).map_err(|e| {
+        eprintln!("roomd: {e}");
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
+/// Sends a command to the daemon and prints its answer.
+async fn command(config: &config::Config, request: ControlRequest) -> ExitCode {
+    match control::request(&config.control_socket(), &request).await {
+        Ok(ControlResponse::Done { message }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(ControlResponse::Error { message }) => {
+            eprintln!("roomd: {message}");
+            ExitCode::from(exit::FAILURE)
+        }
+        Ok(other) => {
+            eprintln!("roomd: unexpected answer from the daemon: {other:?}");
+            ExitCode::from(exit::SOFTWARE)
+        }
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
+    }
+}
+
+async fn activate(loaded: Result<Loaded, config::ConfigError>, code: &str) -> ExitCode {
+    let config = match config_or_exit(loaded) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // Checked here first so a typo never leaves the machine.
+    if let Err(e) = roomd::activation::code::ActivationCode::parse(code) {
+        eprintln!("roomd: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let request = ControlRequest::Activate {
+        code: roomd::secret::Secret::new(code.to_string()),
+    };
+    command(&config, request).await
+}
+
+async fn factory_reset(loaded: Result<Loaded, config::ConfigError>, yes: bool) -> ExitCode {
+    let config = match config_or_exit(loaded) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if !yes {
+        eprintln!(
+            "roomd: factory-reset wipes credentials and state; run `roomd factory-reset --yes` to confirm"
+        );
+        return ExitCode::from(exit::USAGE);
+    }
+    match control::request(&config.control_socket(), &ControlRequest::Ping).await {
+        Ok(_) => command(&config, ControlRequest::FactoryReset).await,
+        // Daemon not running: wipe the state directory directly (no unregistration possible).
+        Err(control::ControlError::NotRunning(_)) => {
+            let wiped = roomd::store::StateDir::open(config.state_dir()).and_then(|s| s.wipe());
+            match wiped {
+                Ok(n) => {
+                    println!(
+                        "factory reset done: {n} file(s) removed (roomd was not running, so the device was not unregistered)"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("roomd: {e}");
+                    ExitCode::from(exit::IOERR)
+                }
+            }
         }
         Err(e) => {
             eprintln!("roomd: {e}");

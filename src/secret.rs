@@ -56,6 +56,16 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
 
 // Deliberately no `Serialize`: writing a secret out must go through `expose()`.
 
+/// `#[serde(serialize_with = "crate::secret::serialize_exposed")]`: writes the plain value.
+/// Only for files that hold secrets on purpose (0600 credential files) and request bodies;
+/// each use is a place to review.
+pub fn serialize_exposed<T: serde::Serialize, S: serde::Serializer>(
+    secret: &Secret<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    secret.0.serialize(serializer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

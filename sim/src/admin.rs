@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::alt::AltMode;
 use crate::faults::Fault;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, WdmFeatures};
 use crate::server::SimInfo;
 use crate::state::SimState;
 
@@ -71,6 +72,15 @@ pub(crate) fn router(state: AdminState) -> Router {
         )
         .route("/admin/ws/close", post(ws_close))
         .route("/admin/udp", get(list_udp).delete(clear_udp))
+        .route("/admin/hosts/alt", get(get_alt).post(post_alt))
+        .route("/admin/activations", get(list_activations))
+        .route("/admin/activation/reset", post(reset_activation))
+        .route("/admin/tokens", get(list_tokens))
+        .route("/admin/tokens/expire-access", post(expire_access))
+        .route("/admin/tokens/revoke-refresh", post(revoke_refresh))
+        .route("/admin/wdm/devices", get(list_wdm_devices))
+        .route("/admin/wdm/devices/{id}", delete(delete_wdm_device))
+        .route("/admin/wdm/features", put(put_wdm_features))
         .fallback(|| async { AdminError(StatusCode::NOT_FOUND, "no such admin route".to_owned()) })
         .with_state(state)
 }
@@ -220,4 +230,87 @@ async fn list_udp(State(s): State<AdminState>) -> Json<Value> {
 async fn clear_udp(State(s): State<AdminState>) -> Json<Value> {
     s.sim.udp.clear();
     ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AltChange {
+    mode: String,
+}
+
+async fn get_alt(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({ "mode": s.sim.alt.mode().as_str() }))
+}
+
+async fn post_alt(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let change: AltChange = parse(&body)?;
+    let mode = AltMode::parse(&change.mode).map_err(AdminError::bad_request)?;
+    s.sim
+        .alt
+        .set_mode(mode)
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok(Json(json!({ "mode": mode.as_str() })))
+}
+
+async fn list_activations(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!(s.sim.activation.records()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    activation_id: String,
+}
+
+async fn reset_activation(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: ResetRequest = parse(&body)?;
+    if !s.sim.activation.reset(&req.activation_id) {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no device with activation id {}", req.activation_id),
+        ));
+    }
+    Ok(ok())
+}
+
+async fn list_tokens(State(s): State<AdminState>) -> Json<Value> {
+    let (access, refresh) = s.sim.tokens.all();
+    Json(json!({ "access": access, "refresh": refresh }))
+}
+
+async fn expire_access(State(s): State<AdminState>) -> Json<Value> {
+    let n = s.sim.tokens.expire_access();
+    tracing::info!(n, "access tokens expired");
+    Json(json!({ "expired": n }))
+}
+
+async fn revoke_refresh(State(s): State<AdminState>) -> Json<Value> {
+    let n = s.sim.tokens.revoke_refresh();
+    tracing::info!(n, "refresh tokens revoked");
+    Json(json!({ "revoked": n }))
+}
+
+async fn list_wdm_devices(State(s): State<AdminState>) -> Json<Value> {
+    let ws_base = format!("wss://localhost:{}", s.info.proxy.port());
+    Json(json!(s.sim.wdm.list(&ws_base)))
+}
+
+async fn delete_wdm_device(State(s): State<AdminState>, Path(id): Path<String>) -> AdminResult {
+    if !s.sim.wdm.delete(&id) {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no wdm device {id}"),
+        ));
+    }
+    tracing::info!(%id, "wdm device deleted through the admin API");
+    Ok(ok())
+}
+
+async fn put_wdm_features(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let value: Value = parse(&body)?;
+    let features =
+        WdmFeatures::from_json(value).map_err(|e| AdminError::bad_request(format!("{e:#}")))?;
+    s.sim.set_wdm_features(features.clone());
+    tracing::info!("wdm features replaced");
+    Ok(Json(json!(features)))
 }

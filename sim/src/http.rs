@@ -32,10 +32,38 @@ pub(crate) async fn serve(
     shutdown: Shutdown,
     name: &'static str,
 ) {
+    serve_until(
+        listener,
+        tls,
+        router,
+        shutdown,
+        std::future::pending(),
+        name,
+    )
+    .await;
+}
+
+/// As [`serve`], but also stops when `stop` resolves; then the listener is closed and every open
+/// connection is dropped at once (no draining), as a host that fails would. Returns true when `stop`
+/// ended it, false on shutdown.
+pub(crate) async fn serve_until(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    shutdown: Shutdown,
+    stop: impl Future<Output = ()>,
+    name: &'static str,
+) -> bool {
     let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    let mut stopped = false;
     loop {
         let (tcp, peer) = tokio::select! {
             () = shutdown.wait() => break,
+            () = &mut stop => {
+                stopped = true;
+                break;
+            }
             // Reap finished connections so the set does not grow without bound.
             Some(_) = conns.join_next() => continue,
             res = listener.accept() => match res {
@@ -78,8 +106,12 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    if stopped {
+        conns.abort_all();
+    }
     while conns.join_next().await.is_some() {}
-    tracing::debug!(listener = name, "stopped");
+    tracing::debug!(listener = name, stopped, "stopped");
+    stopped
 }
 
 async fn serve_connection<I>(

@@ -5,12 +5,18 @@
 //! a mistake.
 //!
 //! Module map:
-//! - `server`: [`SimOptions`], [`start`], [`SimHandle`]; binds the listeners and wires the routers.
+//! - `server`: [`SimOptions`], [`start`], [`SimHandle`]; binds the listeners (main, proxy, alt, admin,
+//!   UDP) and wires the routers.
 //! - `http`: serves a router over TLS (ALPN h2 + HTTP/1.1) or cleartext, with graceful shutdown.
-//! - `tls`: the per-run test CA and the `localhost`/`127.0.0.1`/`::1` server certificate it signs.
+//! - `alt`: the alt listener's run-time modes (serve, 503, refuse).
+//! - `tls`: the per-run test CA and proxy CA and the `localhost`/`127.0.0.1`/`::1` certificates they sign.
 //! - `scenario`: [`Scenario`], the TOML/JSON description of the simulated cloud.
 //! - `state`: the shared state every service and the admin API use.
 //! - `gds`: `GET /gds/health`, the bootstrap health document.
+//! - `activation`: SRP-6a activation (`/activation/idb/token/v1/actions/srp/*`); math in [`srp`].
+//! - `identity`, `tokens`: token refresh and the store of every token issued.
+//! - `auth`: the bearer check in front of the post-activation services.
+//! - `u2c`, `wdm`: the service catalog (hostmap) and device registration.
 //! - `events`: the `GET /mercury` WebSocket and pushing frames to it.
 //! - `udp`: UDP sockets (echo for now, STUN later).
 //! - `recorder`: [`ReceivedRequest`], the bounded log of every HTTPS request.
@@ -18,22 +24,34 @@
 //! - `admin`: the loopback JSON admin API that steers all of the above.
 //! - `clock`, `shutdown`: time formatting and the shutdown signal.
 
+mod activation;
 mod admin;
+mod alt;
+mod auth;
 mod clock;
 mod events;
 mod faults;
 mod gds;
 mod http;
+mod identity;
 mod recorder;
 mod scenario;
 mod server;
 mod shutdown;
+pub mod srp;
 mod state;
 pub mod tls;
+mod tokens;
+mod u2c;
 mod udp;
+mod wdm;
 
+pub use activation::{ActivationRecord, MAX_FAILURES};
 pub use faults::Fault;
 pub use recorder::ReceivedRequest;
-pub use scenario::{Cluster, Device, GdsScenario, Scenario};
+pub use scenario::{
+    Cluster, DEFAULT_ORG_ID, Device, DeviceFault, FeatureToggle, GdsScenario, Scenario,
+    TokensScenario, WdmFeatures, WdmScenario,
+};
 pub use server::{SimHandle, SimInfo, SimOptions, start};
 pub use udp::UdpDatagram;

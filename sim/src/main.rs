@@ -27,9 +27,15 @@ struct Args {
     /// Loopback address for every listener.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// HTTPS port of the cloud services (0: any free port).
+    /// HTTPS port of the main listener: GDS and activation (0: any free port).
     #[arg(long, default_value_t = 8443)]
     https_port: u16,
+    /// HTTPS port of the proxy listener, certificate from proxy-ca.pem: every service (0: any free port).
+    #[arg(long, default_value_t = 8445)]
+    proxy_port: u16,
+    /// HTTPS port of the alt listener, the hostmap's primary host (0: any free port).
+    #[arg(long, default_value_t = 8446)]
+    alt_port: u16,
     /// Port of the admin API, plain HTTP (0: any free port).
     #[arg(long, default_value_t = 8444)]
     admin_port: u16,
@@ -74,6 +80,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut opts = SimOptions::new(args.state_dir);
     opts.bind = args.bind;
     opts.https_port = args.https_port;
+    opts.proxy_port = args.proxy_port;
+    opts.alt_port = args.alt_port;
     opts.admin_port = args.admin_port;
     opts.udp_ports = args.udp_ports;
     opts.scenario = scenario;

@@ -33,6 +33,9 @@ pub struct ReceivedRequest {
     pub body: String,
     /// Arrival time, milliseconds since the UNIX epoch.
     pub at_ms: u64,
+    /// The listener that received it: `main`, `proxy` or `alt`.
+    #[serde(default)]
+    pub listener: String,
 }
 
 impl ReceivedRequest {
@@ -79,7 +82,11 @@ impl<T: Clone> BoundedLog<T> {
 
 /// Middleware on the HTTPS router: records the request (body included) before anything else runs,
 /// so faulted and unrouted requests are recorded too.
-pub(crate) async fn record(State(sim): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn record(
+    State((sim, listener)): State<(Arc<SimState>, &'static str)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let mut entry = ReceivedRequest {
         method: parts.method.to_string(),
@@ -97,6 +104,7 @@ pub(crate) async fn record(State(sim): State<Arc<SimState>>, req: Request, next:
             .collect(),
         body: String::new(),
         at_ms: now_ms(),
+        listener: listener.to_owned(),
     };
     let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -143,6 +151,7 @@ mod tests {
             headers: vec![("trackingid".into(), "ROOMD_x_1".into())],
             body: String::new(),
             at_ms: 0,
+            listener: "main".into(),
         };
         assert_eq!(r.header("TrackingID"), Some("ROOMD_x_1"));
         assert_eq!(r.header("authorization"), None);

@@ -20,6 +20,10 @@ pub struct Scenario {
     pub bookings: Vec<serde_json::Value>,
     /// Media clusters for reachability discovery.
     pub clusters: Vec<Cluster>,
+    /// `[tokens]`: lifetimes of the tokens activation and identity issue.
+    pub tokens: TokensScenario,
+    /// `[wdm]`: what device registration answers.
+    pub wdm: WdmScenario,
 }
 
 /// `[gds]`: the state `GET /gds/health` reports.
@@ -42,12 +46,187 @@ impl Default for GdsScenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
-    /// 16 digits, no separators (`4353450012345678`).
+    /// 16 digits, no separators (`4353450012345678`): activationId = first 8, SRP password = last 8.
     pub activation_code: String,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// The code has expired: `srp/init` answers 410.
+    #[serde(default)]
+    pub expired: bool,
+    /// Whether the service data carries `trustList` (the proxy CA); default true.
+    #[serde(default = "yes")]
+    pub trust_list: bool,
+    /// Misbehaviour of the activation service for this device.
+    #[serde(default)]
+    pub fault: DeviceFault,
+    /// The organisation the device joins; [`DEFAULT_ORG_ID`] when absent.
+    #[serde(default)]
+    pub org_id: Option<String>,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Self {
+            activation_code: String::new(),
+            name: None,
+            model: None,
+            expired: false,
+            trust_list: true,
+            fault: DeviceFault::None,
+            org_id: None,
+        }
+    }
+}
+
+impl Device {
+    /// A device with this activation code and every other setting at its default.
+    pub fn new(activation_code: impl Into<String>) -> Self {
+        Self {
+            activation_code: activation_code.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The first 8 digits of the code (empty if the code is too short).
+    pub fn activation_id(&self) -> &str {
+        self.activation_code.get(..8).unwrap_or_default()
+    }
+
+    /// `org_id`, or [`DEFAULT_ORG_ID`].
+    pub fn org_id(&self) -> &str {
+        self.org_id.as_deref().unwrap_or(DEFAULT_ORG_ID)
+    }
+}
+
+/// The organisation of devices whose scenario entry names none.
+pub const DEFAULT_ORG_ID: &str = "5e1c0e7a-5a3b-4c1d-9f2e-000000000001";
+
+fn yes() -> bool {
+    true
+}
+
+/// `devices[].fault`: how the activation service misbehaves for one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceFault {
+    /// Behave correctly.
+    #[default]
+    None,
+    /// Answer normally but flip one bit of `serviceDataHMAC`.
+    TamperHmac,
+    /// A man in the middle without the verifier: a fake verifier at init, no `oauthDataHMAC` check,
+    /// and `serviceData` sealed with keys from the fake secret.
+    Mitm,
+}
+
+/// `[tokens]`: lifetimes in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensScenario {
+    /// Access token lifetime; default 1 209 600 (14 days).
+    pub access_lifetime_secs: u64,
+    /// Refresh token lifetime; default 5 184 000 (60 days).
+    pub refresh_lifetime_secs: u64,
+}
+
+impl Default for TokensScenario {
+    fn default() -> Self {
+        Self {
+            access_lifetime_secs: 1_209_600,
+            refresh_lifetime_secs: 5_184_000,
+        }
+    }
+}
+
+/// Longest token lifetime a scenario may ask for (100 years, so `Instant` arithmetic never overflows).
+const MAX_LIFETIME_SECS: u64 = 100 * 365 * 86_400;
+
+/// `[wdm]`: device registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WdmScenario {
+    /// Feature toggles every registered device gets.
+    pub features: WdmFeatures,
+}
+
+/// `[wdm.features]`: feature toggles by group, as WDM returns them under `features`. Without the table
+/// the defaults apply; a given table replaces them whole (a group it leaves out is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WdmFeatures {
+    #[serde(default)]
+    pub developer: Vec<FeatureToggle>,
+    #[serde(default)]
+    pub entitlement: Vec<FeatureToggle>,
+    #[serde(default)]
+    pub user: Vec<FeatureToggle>,
+}
+
+impl Default for WdmFeatures {
+    fn default() -> Self {
+        Self {
+            developer: vec![
+                FeatureToggle::new("roomd-obtp", "true"),
+                FeatureToggle::new("roomd-max-bookings", "50"),
+            ],
+            entitlement: vec![FeatureToggle::new("webex-squared", "true")],
+            user: vec![FeatureToggle::new("theme", "dark")],
+        }
+    }
+}
+
+impl WdmFeatures {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (group, items) in [
+            ("developer", &self.developer),
+            ("entitlement", &self.entitlement),
+            ("user", &self.user),
+        ] {
+            for (i, f) in items.iter().enumerate() {
+                if f.key.trim().is_empty() {
+                    bail!("wdm.features.{group}[{i}].key must not be empty");
+                }
+                if items[..i].iter().any(|o| o.key == f.key) {
+                    bail!("wdm.features.{group}[{i}].key {:?} appears twice", f.key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses and validates a features document (`{"developer":[..],"entitlement":[..],"user":[..]}`).
+    pub fn from_json(value: serde_json::Value) -> anyhow::Result<Self> {
+        let f: Self = serde_json::from_value(value).context("invalid features")?;
+        f.validate()?;
+        Ok(f)
+    }
+}
+
+/// One feature toggle; `val` is always a string on the wire ("true", "42", "dark").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureToggle {
+    pub key: String,
+    pub val: String,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub mutable: bool,
+    /// `type` on the wire; defaults per group: `DEV`, `ENTITLEMENT`, `USER`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl FeatureToggle {
+    pub fn new(key: impl Into<String>, val: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            val: val.into(),
+            mutable: true,
+            kind: None,
+        }
+    }
 }
 
 /// `[[clusters]]`: one media cluster and its nodes (`ip:port`) per transport.
@@ -112,7 +291,26 @@ impl Scenario {
             if self.devices[..i].iter().any(|o| &o.activation_code == code) {
                 bail!("devices[{i}].activation_code {code} appears twice");
             }
+            let id = d.activation_id();
+            if self.devices[..i].iter().any(|o| o.activation_id() == id) {
+                bail!(
+                    "devices[{i}].activation_code {code}: another device has the same activationId \
+                     {id} (the first 8 digits must be unique)"
+                );
+            }
+            if d.org_id.as_deref().is_some_and(|o| o.trim().is_empty()) {
+                bail!("devices[{i}].org_id must not be empty when given");
+            }
         }
+        for (name, secs) in [
+            ("access_lifetime_secs", self.tokens.access_lifetime_secs),
+            ("refresh_lifetime_secs", self.tokens.refresh_lifetime_secs),
+        ] {
+            if secs == 0 || secs > MAX_LIFETIME_SECS {
+                bail!("tokens.{name} must be within 1..={MAX_LIFETIME_SECS}");
+            }
+        }
+        self.wdm.features.validate()?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
                 bail!("clusters[{i}].name must not be empty");
@@ -190,9 +388,9 @@ mod tests {
     fn json_roundtrip() {
         let s = Scenario {
             devices: vec![Device {
-                activation_code: "4353450012345678".into(),
-                name: None,
                 model: Some("Room Kit".into()),
+                fault: DeviceFault::Mitm,
+                ..Device::new("4353450012345678")
             }],
             ..Scenario::default()
         };
@@ -207,6 +405,73 @@ mod tests {
         assert_eq!(s.gds.service_state, "online");
         assert_eq!(s.devices.len(), 1);
         assert_eq!(s.devices[0].activation_code, "4353450012345678");
+    }
+
+    #[test]
+    fn device_and_service_settings() {
+        let s = Scenario::from_toml_str(
+            r#"
+            [tokens]
+            access_lifetime_secs = 60
+            [wdm.features]
+            developer = [{ key = "a", val = "1" }]
+            [[devices]]
+            activation_code = "4353450012345678"
+            expired = true
+            trust_list = false
+            fault = "tamper-hmac"
+            org_id = "org-1"
+            [[devices]]
+            activation_code = "1111111122222222"
+            "#,
+        )
+        .expect("scenario");
+        let d = &s.devices[0];
+        assert!(d.expired && !d.trust_list);
+        assert_eq!(d.fault, DeviceFault::TamperHmac);
+        assert_eq!(d.org_id(), "org-1");
+        assert_eq!(d.activation_id(), "43534500");
+        let d = &s.devices[1];
+        assert!(!d.expired && d.trust_list);
+        assert_eq!(d.fault, DeviceFault::None);
+        assert_eq!(d.org_id(), DEFAULT_ORG_ID);
+        assert_eq!(s.tokens.access_lifetime_secs, 60);
+        assert_eq!(s.tokens.refresh_lifetime_secs, 5_184_000);
+        assert_eq!(s.wdm.features.developer, vec![FeatureToggle::new("a", "1")]);
+        assert!(
+            s.wdm.features.user.is_empty(),
+            "a given table replaces the defaults"
+        );
+        assert_eq!(Scenario::default().wdm.features.developer.len(), 2);
+    }
+
+    #[test]
+    fn invalid_device_and_service_settings() {
+        for (toml, want) in [
+            (
+                "[[devices]]\nactivation_code = \"4353450012345678\"\nfault = \"evil\"\n",
+                "unknown variant",
+            ),
+            (
+                "[[devices]]\nactivation_code = \"4353450012345678\"\n[[devices]]\nactivation_code = \"4353450099999999\"\n",
+                "activationId",
+            ),
+            (
+                "[tokens]\naccess_lifetime_secs = 0\n",
+                "access_lifetime_secs",
+            ),
+            (
+                "[wdm.features]\nuser = [{ key = \"a\", val = \"1\" }, { key = \"a\", val = \"2\" }]\n",
+                "twice",
+            ),
+            (
+                "[wdm.features]\nuser = [{ key = \"a\", val = true }]\n",
+                "invalid type",
+            ),
+        ] {
+            let err = Scenario::from_toml_str(toml).expect_err(toml);
+            assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");
+        }
     }
 
     #[test]

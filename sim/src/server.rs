@@ -15,14 +15,16 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::activation::ActivationRecord;
 use crate::admin::{self, AdminState};
+use crate::alt::{self, AltControl, AltMode};
 use crate::faults::{self, Fault};
 use crate::recorder::{self, ReceivedRequest};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
-use crate::state::{AppState, SimState};
+use crate::state::{AppState, Endpoints, ListenerCtx, SimState};
 use crate::udp::{self, UdpDatagram};
-use crate::{events, gds, tls};
+use crate::{activation, auth, events, gds, identity, tls, u2c, wdm};
 
 /// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
@@ -32,8 +34,12 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 pub struct SimOptions {
     /// Address of every listener; must be loopback because the admin API has no authentication.
     pub bind: IpAddr,
-    /// HTTPS port for the cloud services; 0 picks a free one.
+    /// HTTPS port of the main listener (GDS, activation; certificate from `ca.pem`); 0 picks a free one.
     pub https_port: u16,
+    /// HTTPS port of the proxy listener (every service; certificate from `proxy-ca.pem`); 0: free one.
+    pub proxy_port: u16,
+    /// HTTPS port of the alt listener (as proxy; the hostmap's primary host, switchable); 0: free one.
+    pub alt_port: u16,
     /// Admin API port (plain HTTP); 0 picks a free one.
     pub admin_port: u16,
     /// One UDP socket per entry; 0 picks a free port.
@@ -44,11 +50,13 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
-    /// `127.0.0.1`, ephemeral HTTPS/admin ports, one ephemeral UDP socket, the default scenario.
+    /// `127.0.0.1`, ephemeral HTTPS (main, proxy, alt) and admin ports, one ephemeral UDP socket, the default scenario.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             https_port: 0,
+            proxy_port: 0,
+            alt_port: 0,
             admin_port: 0,
             udp_ports: vec![0],
             state_dir: state_dir.into(),
@@ -61,13 +69,25 @@ impl SimOptions {
 /// printed by the binary on start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimInfo {
+    /// The main HTTPS listener (certificate from `ca`).
     pub https: SocketAddr,
+    /// The proxy HTTPS listener (certificate from `proxy_ca`).
+    pub proxy: SocketAddr,
+    /// The alt HTTPS listener (certificate from `proxy_ca`; the hostmap's primary host).
+    pub alt: SocketAddr,
     pub admin: SocketAddr,
     pub udp: Vec<SocketAddr>,
     /// Absolute path of the CA certificate (PEM) to trust.
     pub ca: String,
+    /// Absolute path of the proxy CA certificate (PEM), the one the service data's `trustList` carries.
+    pub proxy_ca: String,
+    /// `https://localhost:<main port>`.
     pub base_url: String,
     pub gds_url: String,
+    /// `base_url + "/activation"`.
+    pub activation_url: String,
+    /// `https://localhost:<proxy port>`: base of the service URLs activation hands out.
+    pub service_base_url: String,
     pub admin_url: String,
 }
 
@@ -77,6 +97,8 @@ pub struct SimHandle {
     info: SimInfo,
     ca_pem: String,
     ca_path: PathBuf,
+    proxy_ca_pem: String,
+    proxy_ca_path: PathBuf,
     sim: Arc<SimState>,
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
@@ -94,6 +116,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     opts.scenario.validate().context("invalid scenario")?;
 
     let material = tls::generate()?;
+    let proxy_material = tls::generate_with_ca(tls::PROXY_CA_COMMON_NAME)?;
     tokio::fs::create_dir_all(&opts.state_dir)
         .await
         .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
@@ -103,8 +126,12 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         .with_context(|| format!("resolving state directory {}", opts.state_dir.display()))?;
     let ca_path = state_dir.join("ca.pem");
     write_atomic(&ca_path, material.ca_pem.as_bytes()).await?;
+    let proxy_ca_path = state_dir.join("proxy-ca.pem");
+    write_atomic(&proxy_ca_path, proxy_material.ca_pem.as_bytes()).await?;
 
     let https_listener = bind_tcp(SocketAddr::new(opts.bind, opts.https_port), "HTTPS").await?;
+    let proxy_listener = bind_tcp(SocketAddr::new(opts.bind, opts.proxy_port), "proxy").await?;
+    let alt_control = Arc::new(AltControl::bind(SocketAddr::new(opts.bind, opts.alt_port))?);
     let admin_listener = bind_tcp(SocketAddr::new(opts.bind, opts.admin_port), "admin").await?;
     let mut udp_sockets = Vec::with_capacity(opts.udp_ports.len());
     for port in &opts.udp_ports {
@@ -118,6 +145,10 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let https = https_listener
         .local_addr()
         .context("HTTPS listener address")?;
+    let proxy = proxy_listener
+        .local_addr()
+        .context("proxy listener address")?;
+    let alt = alt_control.addr();
     let admin = admin_listener
         .local_addr()
         .context("admin listener address")?;
@@ -128,24 +159,45 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         .context("UDP socket address")?;
     // `localhost` so the URL's host matches the certificate's DNS name, as a real cloud URL would.
     let base_url = format!("https://localhost:{}", https.port());
+    let service_base_url = format!("https://localhost:{}", proxy.port());
+    let alt_base_url = format!("https://localhost:{}", alt.port());
     let info = SimInfo {
         https,
+        proxy,
+        alt,
         admin,
         udp,
         ca: ca_path.to_string_lossy().into_owned(),
+        proxy_ca: proxy_ca_path.to_string_lossy().into_owned(),
         gds_url: format!("{base_url}/gds"),
-        base_url,
+        activation_url: format!("{base_url}/activation"),
+        base_url: base_url.clone(),
+        service_base_url: service_base_url.clone(),
         admin_url: format!("http://{admin}"),
     };
     let info_json = serde_json::to_vec_pretty(&info).context("serialising sim.json")?;
     write_atomic(&state_dir.join("sim.json"), &info_json).await?;
 
-    let sim = Arc::new(SimState::new(opts.scenario));
+    let endpoints = Endpoints {
+        service_base: service_base_url.clone(),
+        proxy_port: proxy.port(),
+        alt_port: alt.port(),
+        proxy_ca_pem: proxy_material.ca_pem.clone(),
+    };
+    let sim = Arc::new(SimState::new(
+        opts.scenario,
+        endpoints,
+        Arc::clone(&alt_control),
+    ));
     let (trigger, shutdown) = shutdown::channel();
-    let cloud = cloud_router(AppState {
+    let app = |name: &'static str, base_url: String| AppState {
         sim: Arc::clone(&sim),
         shutdown: shutdown.clone(),
-    });
+        listener: Arc::new(ListenerCtx { name, base_url }),
+    };
+    let main_router = cloud_router(app("main", base_url), None);
+    let proxy_router = cloud_router(app("proxy", service_base_url), None);
+    let alt_router = cloud_router(app("alt", alt_base_url), Some(Arc::clone(&alt_control)));
     let admin_router = admin::router(AdminState {
         sim: Arc::clone(&sim),
         info: Arc::new(info.clone()),
@@ -155,9 +207,22 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         tokio::spawn(crate::http::serve(
             https_listener,
             Some(TlsAcceptor::from(material.server_config)),
-            cloud,
+            main_router,
             shutdown.clone(),
             "https",
+        )),
+        tokio::spawn(crate::http::serve(
+            proxy_listener,
+            Some(TlsAcceptor::from(Arc::clone(&proxy_material.server_config))),
+            proxy_router,
+            shutdown.clone(),
+            "proxy",
+        )),
+        tokio::spawn(alt::run(
+            alt_control,
+            TlsAcceptor::from(proxy_material.server_config),
+            alt_router,
+            shutdown.clone(),
         )),
         tokio::spawn(crate::http::serve(
             admin_listener,
@@ -179,6 +244,8 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
 
     tracing::info!(
         https = %info.https,
+        proxy = %info.proxy,
+        alt = %info.alt,
         admin = %info.admin,
         udp = ?info.udp,
         ca = %info.ca,
@@ -188,26 +255,47 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         info,
         ca_pem: material.ca_pem,
         ca_path,
+        proxy_ca_pem: proxy_material.ca_pem,
+        proxy_ca_path,
         sim,
         trigger,
         tasks,
     })
 }
 
-/// The cloud services, one per path prefix on the one HTTPS listener. A new service is a module
-/// with a `router()` and one `.nest` line here.
-fn cloud_router(app: AppState) -> Router {
+/// The cloud services, one per path prefix; the same router serves every HTTPS listener (main, proxy,
+/// alt). A new service is a module with a `router()` and one `.nest` line here; services after
+/// activation go under `protected`.
+fn cloud_router(app: AppState, alt: Option<Arc<AltControl>>) -> Router {
     let sim = Arc::clone(&app.sim);
-    Router::new()
+    let bearer = middleware::from_fn_with_state(Arc::clone(&sim), auth::require_bearer);
+    let protected = Router::new()
+        .nest("/u2c", u2c::router())
+        .nest("/wdm/api/v1", wdm::router())
+        .layer(bearer);
+    let mut router = Router::new()
         .nest("/gds", gds::router())
+        .nest("/activation", activation::router())
+        .nest("/identity", identity::router())
+        .merge(protected)
         .route("/mercury", get(events::upgrade))
+        .route("/mercury/registrations/{id}/messages", get(events::upgrade))
         .fallback(not_found)
-        // The last layer runs first: record everything, then maybe answer from a fault.
+        // The last layer runs first: record everything, then (alt only) fail the host, then maybe
+        // answer from a fault.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&sim),
             faults::inject,
+        ));
+    if let Some(alt) = alt {
+        router = router.layer(middleware::from_fn_with_state(alt, alt::gate));
+    }
+    let name = app.listener.name;
+    router
+        .layer(middleware::from_fn_with_state(
+            (sim, name),
+            recorder::record,
         ))
-        .layer(middleware::from_fn_with_state(sim, recorder::record))
         .with_state(app)
 }
 
@@ -236,9 +324,97 @@ async fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 impl SimHandle {
-    /// The HTTPS listener (all cloud services).
+    /// The main HTTPS listener (GDS and activation; every service is routed, but the device is meant
+    /// to use this one only until activation). Its certificate chains to [`SimHandle::ca_pem`].
     pub fn https_addr(&self) -> SocketAddr {
         self.info.https
+    }
+
+    /// The proxy HTTPS listener: every post-activation service; certificate from the proxy CA.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.info.proxy
+    }
+
+    /// The alt HTTPS listener: the hostmap's primary host; certificate from the proxy CA.
+    pub fn alt_addr(&self) -> SocketAddr {
+        self.info.alt
+    }
+
+    /// `https://localhost:<proxy port>`, the base of the service URLs in the service data.
+    pub fn service_base_url(&self) -> String {
+        self.info.service_base_url.clone()
+    }
+
+    /// `base_url() + "/activation"`.
+    pub fn activation_url(&self) -> String {
+        self.info.activation_url.clone()
+    }
+
+    /// PEM of the proxy CA (the `trustList` entry).
+    pub fn proxy_ca_pem(&self) -> &str {
+        &self.proxy_ca_pem
+    }
+
+    /// `state_dir/proxy-ca.pem` (absolute).
+    pub fn proxy_ca_path(&self) -> &Path {
+        &self.proxy_ca_path
+    }
+
+    /// Switches the alt host: `serve`, `503` or `refuse` (as `POST /admin/hosts/alt`). Takes effect
+    /// before it returns. Errors on an unknown mode or when the port cannot be bound again.
+    pub fn set_alt_mode(&self, mode: &str) -> anyhow::Result<()> {
+        self.sim.alt.set_mode(AltMode::parse(mode)?)
+    }
+
+    /// The alt host's mode: `serve`, `503` or `refuse`.
+    pub fn alt_mode(&self) -> String {
+        self.sim.alt.mode().as_str().to_owned()
+    }
+
+    /// Activation attempts so far, oldest first (as `GET /admin/activations`).
+    pub fn activations(&self) -> Vec<ActivationRecord> {
+        self.sim.activation.records()
+    }
+
+    /// Makes a code usable again: clears used, locked and the failure count (as
+    /// `POST /admin/activation/reset`). False when no scenario device has this activation id.
+    pub fn reset_activation(&self, activation_id: &str) -> bool {
+        self.sim.activation.reset(activation_id)
+    }
+
+    /// Every access token issued so far becomes invalid (as `POST /admin/tokens/expire-access`).
+    pub fn expire_access_tokens(&self) {
+        self.sim.tokens.expire_access();
+    }
+
+    /// Every refresh token issued so far is rejected (as `POST /admin/tokens/revoke-refresh`).
+    pub fn revoke_refresh_tokens(&self) {
+        self.sim.tokens.revoke_refresh();
+    }
+
+    /// (access, refresh) tokens ever issued, oldest first (as `GET /admin/tokens`).
+    pub fn tokens(&self) -> (Vec<String>, Vec<String>) {
+        self.sim.tokens.all()
+    }
+
+    /// Registered WDM devices as the service answers them (as `GET /admin/wdm/devices`).
+    pub fn wdm_devices(&self) -> Vec<serde_json::Value> {
+        self.sim
+            .wdm
+            .list(&format!("wss://localhost:{}", self.info.proxy.port()))
+    }
+
+    /// Forgets a WDM device, so the agent's next refresh sees 404 (as
+    /// `DELETE /admin/wdm/devices/{id}`). False when there is no such device.
+    pub fn delete_wdm_device(&self, id: &str) -> bool {
+        self.sim.wdm.delete(id)
+    }
+
+    /// Replaces the features of every device (new etags) and of future registrations (as
+    /// `PUT /admin/wdm/features`): `{"developer":[{"key","val"}...],"entitlement":[..],"user":[..]}`.
+    pub fn set_wdm_features(&self, features: serde_json::Value) -> anyhow::Result<()> {
+        self.sim.set_wdm_features(WdmFeatures::from_json(features)?);
+        Ok(())
     }
 
     /// The admin API listener (plain HTTP).

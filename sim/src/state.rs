@@ -2,12 +2,27 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::activation::Activation;
+use crate::alt::AltControl;
 use crate::events::Hub;
 use crate::faults::FaultTable;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, WdmFeatures};
 use crate::shutdown::Shutdown;
+use crate::tokens::TokenStore;
 use crate::udp::UdpDatagram;
+use crate::wdm::WdmStore;
+
+/// Where the listeners are, for services that put URLs in their answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    /// `https://localhost:<proxy port>`: base of every post-activation service.
+    pub service_base: String,
+    pub proxy_port: u16,
+    pub alt_port: u16,
+    /// The proxy CA, sent in the service data's `trustList`.
+    pub proxy_ca_pem: String,
+}
 
 /// The simulator's data; shared by the HTTPS services, the admin API and [`crate::SimHandle`].
 #[derive(Debug)]
@@ -17,16 +32,26 @@ pub(crate) struct SimState {
     pub faults: FaultTable,
     pub hub: Arc<Hub>,
     pub udp: BoundedLog<UdpDatagram>,
+    pub endpoints: Endpoints,
+    pub activation: Activation,
+    pub tokens: TokenStore,
+    pub wdm: WdmStore,
+    pub alt: Arc<AltControl>,
 }
 
 impl SimState {
-    pub(crate) fn new(scenario: Scenario) -> Self {
+    pub(crate) fn new(scenario: Scenario, endpoints: Endpoints, alt: Arc<AltControl>) -> Self {
         Self {
+            activation: Activation::new(&scenario),
             scenario: Mutex::new(scenario),
             requests: BoundedLog::new(LOG_CAPACITY),
             faults: FaultTable::default(),
             hub: Arc::new(Hub::default()),
             udp: BoundedLog::new(LOG_CAPACITY),
+            endpoints,
+            tokens: TokenStore::default(),
+            wdm: WdmStore::default(),
+            alt,
         }
     }
 
@@ -39,13 +64,30 @@ impl SimState {
         f(&lock(&self.scenario))
     }
 
+    /// Replaces the scenario; activation follows its devices (unchanged codes keep their state).
     pub(crate) fn replace_scenario(&self, scenario: Scenario) {
+        self.activation.sync(&scenario);
         *lock(&self.scenario) = scenario;
     }
 
     pub(crate) fn set_gds_state(&self, state: &str) {
         lock(&self.scenario).gds.service_state = state.to_owned();
     }
+
+    /// New WDM features: kept in the scenario for new registrations and applied to every device.
+    pub(crate) fn set_wdm_features(&self, features: WdmFeatures) {
+        self.wdm.set_features(&features);
+        lock(&self.scenario).wdm.features = features;
+    }
+}
+
+/// Which listener a router serves, for URLs that point back at it and for the recorder.
+#[derive(Debug)]
+pub(crate) struct ListenerCtx {
+    /// `main`, `proxy` or `alt`.
+    pub name: &'static str,
+    /// `https://localhost:<port>`.
+    pub base_url: String,
 }
 
 /// State of the HTTPS router: the data plus a shutdown token for tasks a handler spawns (WebSockets).
@@ -53,6 +95,7 @@ impl SimState {
 pub(crate) struct AppState {
     pub sim: Arc<SimState>,
     pub shutdown: Shutdown,
+    pub listener: Arc<ListenerCtx>,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves the data consistent, and a

@@ -17,6 +17,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 /// Subject common name of the generated CA.
 pub const CA_COMMON_NAME: &str = "roomd-sim test CA";
 
+/// Subject common name of the second CA, standing for a TLS-inspecting proxy's CA: it signs the
+/// certificate of the proxy and alt listeners and reaches the device only in the `trustList`.
+pub const PROXY_CA_COMMON_NAME: &str = "roomd-sim proxy CA";
+
 /// Names the server certificate is valid for: every way a loopback client may address the sim.
 pub const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
@@ -32,10 +36,16 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The main listener's CA and certificate.
 pub(crate) fn generate() -> anyhow::Result<TlsMaterial> {
+    generate_with_ca(CA_COMMON_NAME)
+}
+
+/// A fresh CA named `ca_name` and a `localhost` server certificate it signs.
+pub(crate) fn generate_with_ca(ca_name: &str) -> anyhow::Result<TlsMaterial> {
     let ca_key = KeyPair::generate().context("generating the test CA key")?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = common_name(CA_COMMON_NAME);
+    ca_params.distinguished_name = common_name(ca_name);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -101,5 +111,7 @@ mod tests {
             m.server_config.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
+        let proxy = generate_with_ca(PROXY_CA_COMMON_NAME).expect("proxy material");
+        assert_ne!(proxy.ca_pem, m.ca_pem);
     }
 }

@@ -12,18 +12,29 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::activation::code::ActivationCode;
+use crate::daemon::session::SessionHandle;
 use crate::daemon::status::DeviceStatus;
 use crate::shutdown::Shutdown;
 
 /// Requests longer than this are refused: every real request is a few dozen bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// Activation waits for GDS and the SRP exchange; the client waits this long for the answer.
+pub const LONG_COMMAND_DEADLINE: Duration = Duration::from_secs(150);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ControlRequest {
     Status,
     Ping,
+    /// Activate with a code (validated on both ends; never logged).
+    Activate {
+        #[serde(serialize_with = "crate::secret::serialize_exposed")]
+        code: crate::secret::Secret<String>,
+    },
+    /// Unregister and wipe credentials and state.
+    FactoryReset,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +42,7 @@ pub enum ControlRequest {
 pub enum ControlResponse {
     Status { status: serde_json::Value },
     Pong { version: String },
+    Done { message: String },
     Error { message: String },
 }
 
@@ -44,8 +56,8 @@ pub enum ControlError {
     AlreadyRunning(PathBuf),
     /// control socket {path}: {source}
     Io { path: PathBuf, source: io::Error },
-    /// roomd did not answer on {0} within 5 s
-    Timeout(PathBuf),
+    /// roomd did not answer on {0} within {1:?}
+    Timeout(PathBuf, Duration),
     /// roomd sent an answer that is not valid: {0}
     BadResponse(String),
 }
@@ -86,6 +98,7 @@ pub async fn serve(
     path: PathBuf,
     status: watch::Receiver<DeviceStatus>,
     started: Instant,
+    session: SessionHandle,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -93,9 +106,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let status = status.clone();
-                    // Each client is bounded by CLIENT_DEADLINE, so no task outlives shutdown by much.
+                    let session = session.clone();
+                    // Each client is bounded by a deadline, so no task outlives shutdown by much.
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &status, started).await {
+                        if let Err(e) = answer(stream, &status, started, &session).await {
                             tracing::warn!(error = %e, "control client failed");
                         }
                     });
@@ -118,6 +132,7 @@ async fn answer(
     stream: UnixStream,
     status: &watch::Receiver<DeviceStatus>,
     started: Instant,
+    session: &SessionHandle,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -133,7 +148,7 @@ async fn answer(
         }
     } else {
         match parse_request(line.as_bytes()) {
-            Ok(request) => handle(request, status, started),
+            Ok(request) => handle(request, status, started, session).await,
             Err(message) => {
                 tracing::warn!("{message}");
                 ControlResponse::Error { message }
@@ -153,12 +168,24 @@ pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
     serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
 }
 
-fn handle(
+async fn handle(
     request: ControlRequest,
     status: &watch::Receiver<DeviceStatus>,
     started: Instant,
+    session: &SessionHandle,
 ) -> ControlResponse {
+    let outcome = |result: Result<String, String>| match result {
+        Ok(message) => ControlResponse::Done { message },
+        Err(message) => ControlResponse::Error { message },
+    };
     match request {
+        ControlRequest::Activate { code } => match ActivationCode::parse(code.expose()) {
+            Ok(code) => outcome(session.activate(code).await),
+            Err(e) => ControlResponse::Error {
+                message: e.to_string(),
+            },
+        },
+        ControlRequest::FactoryReset => outcome(session.factory_reset().await),
         ControlRequest::Status => ControlResponse::Status {
             status: status.borrow().xstatus(started.elapsed()),
         },
@@ -173,6 +200,10 @@ pub async fn request(
     path: &Path,
     request: &ControlRequest,
 ) -> Result<ControlResponse, ControlError> {
+    let deadline = match request {
+        ControlRequest::Activate { .. } | ControlRequest::FactoryReset => LONG_COMMAND_DEADLINE,
+        _ => CLIENT_DEADLINE,
+    };
     let exchange = async {
         let stream = UnixStream::connect(path)
             .await
@@ -192,9 +223,9 @@ pub async fn request(
             .map_err(|e| io_error(path, e))?;
         serde_json::from_str(line.trim()).map_err(|e| ControlError::BadResponse(e.to_string()))
     };
-    tokio::time::timeout(CLIENT_DEADLINE, exchange)
+    tokio::time::timeout(deadline, exchange)
         .await
-        .map_err(|_| ControlError::Timeout(path.to_path_buf()))?
+        .map_err(|_| ControlError::Timeout(path.to_path_buf(), deadline))?
 }
 
 #[cfg(test)]
@@ -217,8 +248,11 @@ mod tests {
         let (_tx, rx) = watch::channel(DeviceStatus::new("sim", "https://gds.test"));
         let tasks = Tasks::new();
         let p = path.clone();
+        // A session that is not running: commands that need it get a clear error.
+        let (commands, _) = tokio::sync::mpsc::channel(1);
+        let session = SessionHandle::new(commands);
         tasks.spawn(tracing::Span::none(), move |shutdown| {
-            serve(listener, p, rx, Instant::now(), shutdown)
+            serve(listener, p, rx, Instant::now(), session, shutdown)
         });
 
         match request(&path, &ControlRequest::Status).await.unwrap() {

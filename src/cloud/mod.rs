@@ -1,4 +1,7 @@
 //! Clients of the cloud services, built on [`crate::net`] and the wire types in
 //! [`crate::proto`].
 
+pub mod authed;
 pub mod gds;
+pub mod registration;
+pub mod tokens;

@@ -45,6 +45,11 @@ pub struct DeviceConfig {
     /// Runtime files (the control socket). Default `$RUNTIME_DIRECTORY`, else `/run/roomd`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_dir: Option<PathBuf>,
+    /// Model name reported at activation and registration. Default `roomd`.
+    pub model: String,
+    /// Serial number reported at activation. Default: `/etc/machine-id`, else `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 impl Default for DeviceConfig {
@@ -54,6 +59,8 @@ impl Default for DeviceConfig {
             board_dir: DEFAULT_BOARD_DIR.into(),
             state_dir: None,
             runtime_dir: None,
+            model: "roomd".into(),
+            serial: None,
         }
     }
 }
@@ -65,6 +72,10 @@ pub struct CloudConfig {
     /// No default: a device image ships it in its vendor file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gds_url: Option<String>,
+    /// Base URL of the activation service (`POST {activation_url}/idb/token/v1/actions/srp/init`).
+    /// Locked, with `gds_url`, once the device is activated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation_url: Option<String>,
     /// PEM files of CAs trusted in addition to the platform roots (for the simulator's
     /// test CA, or an integrator's TLS-inspecting proxy).
     pub extra_ca_files: Vec<PathBuf>,
@@ -76,17 +87,24 @@ pub struct CloudConfig {
     pub retry_initial_ms: u64,
     /// Cap on the retry delay (and on a server's `Retry-After`), in seconds. Default 60.
     pub retry_max_secs: u64,
+    /// Seconds between WDM registration refreshes. Default 600.
+    pub registration_refresh_secs: u64,
+    /// Seconds between rebuilds of the TLS trust store (seed 000: 81465). Default 81465.
+    pub trust_refresh_secs: u64,
 }
 
 impl Default for CloudConfig {
     fn default() -> Self {
         Self {
             gds_url: None,
+            activation_url: None,
             extra_ca_files: Vec::new(),
             request_timeout_secs: 10,
             health_interval_secs: 300,
             retry_initial_ms: 1000,
             retry_max_secs: 60,
+            registration_refresh_secs: 600,
+            trust_refresh_secs: 81_465,
         }
     }
 }

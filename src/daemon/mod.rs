@@ -3,6 +3,7 @@
 //! start a real daemon in-process (as mini-redis's `server::run`).
 
 pub mod cloud_health;
+pub mod session;
 pub mod status;
 
 use std::future::Future;
@@ -22,7 +23,11 @@ use crate::net::tls::{TlsError, TrustStore};
 use crate::platform::logging::{Subsystem, message_id};
 use crate::platform::systemd::Notifier;
 use crate::shutdown::{Shutdown, ShutdownTimeout, Tasks};
-use status::{DeviceStatus, SystemState};
+use crate::store::credentials::Credentials;
+use crate::store::{StateDir, StoreError};
+use session::{SessionContext, SessionHandle};
+use status::{ActivationState, DeviceStatus, SystemState};
+use tokio::sync::mpsc;
 
 /// How long every task gets to finish after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -48,6 +53,8 @@ pub enum DaemonError {
     Control(#[from] control::ControlError),
     /// {0}
     Shutdown(#[from] ShutdownTimeout),
+    /// {0}
+    Store(#[from] StoreError),
 }
 
 /// Runs the daemon until `shutdown` completes.
@@ -62,6 +69,7 @@ pub async fn run(
 #[derive(Debug)]
 pub struct Daemon {
     tasks: Tasks,
+    session: SessionHandle,
     status_tx: watch::Sender<DeviceStatus>,
     notifier: Notifier,
     started: Instant,
@@ -80,6 +88,11 @@ impl Daemon {
     /// The live status (what `roomd status` shows), for in-process observers.
     pub fn status(&self) -> watch::Receiver<DeviceStatus> {
         self.status_tx.subscribe()
+    }
+
+    /// The internal API: activation and factory reset (the control socket and the xAPI use it).
+    pub fn session(&self) -> SessionHandle {
+        self.session.clone()
     }
 
     /// Waits for `shutdown`, then stops every task within [`SHUTDOWN_DEADLINE`].
@@ -119,7 +132,15 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         notifier,
         watchdog,
     } = options;
-    let gds_url = config.require_cloud()?.to_string();
+    let state = StateDir::open(config.state_dir())?;
+    let stored = match Credentials::load(&state) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!("{e}; the device needs activation again");
+            None
+        }
+    };
+    let (gds_url, activation_url) = locked_cloud_urls(&config, stored.as_ref())?;
     tracing::info!(
         message_id = message_id::STARTED,
         board = %board.name,
@@ -143,6 +164,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
 
     let trust = TrustStore::with_files(&config.cloud.extra_ca_files)?;
+    let base_trust = trust.clone();
     if trust.extra_count() > 0 {
         tracing::info!(
             "trusting {} additional CA certificate(s) from configuration",
@@ -157,12 +179,31 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let listener = control::bind(&socket_path).await?;
     tracing::info!(path = %socket_path.display(), "control socket listening");
 
+    if stored.is_some() {
+        initial.activation = ActivationState::Activating;
+    }
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
+    let (commands_tx, commands_rx) = mpsc::channel(8);
+    let session = SessionHandle::new(commands_tx);
     {
         let status_rx = status_rx.clone();
+        let session = session.clone();
         tasks.spawn(Subsystem::Control.span(), move |shutdown| {
-            control::serve(listener, socket_path, status_rx, started, shutdown)
+            control::serve(listener, socket_path, status_rx, started, session, shutdown)
+        });
+    }
+    {
+        let context = SessionContext {
+            config: config.clone(),
+            state,
+            status: status_tx.clone(),
+            base_trust,
+            gds_url: gds_url.clone(),
+            activation_url,
+        };
+        tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
+            session::run(context, stored, commands_rx, shutdown)
         });
     }
     {
@@ -186,11 +227,47 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
     Ok(Daemon {
         tasks,
+        session,
         status_tx,
         notifier,
         started,
         span: tracing::Span::none(),
     })
+}
+
+/// The cloud URLs in force: after activation the ones locked then, whatever the
+/// configuration says now (lock-down, wire profile §1.7).
+fn locked_cloud_urls(
+    config: &Config,
+    stored: Option<&Credentials>,
+) -> Result<(String, Option<String>), DaemonError> {
+    let configured_gds = config.require_cloud()?.to_string();
+    let configured_activation = config.cloud.activation_url.clone();
+    let Some(stored) = stored else {
+        return Ok((configured_gds, configured_activation));
+    };
+    if stored.locked_gds_url != configured_gds {
+        tracing::warn!(
+            "cloud.gds_url in the configuration ({configured_gds}) differs from the one locked at activation ({}); \
+             the locked URL stays in use until `roomd factory-reset --yes`",
+            stored.locked_gds_url
+        );
+    }
+    if stored.locked_activation_url.is_some()
+        && stored.locked_activation_url != configured_activation
+    {
+        tracing::warn!(
+            "cloud.activation_url in the configuration differs from the one locked at activation; \
+             the locked URL stays in use until `roomd factory-reset --yes`"
+        );
+    }
+    Ok((
+        stored.locked_gds_url.clone(),
+        stored
+            .locked_activation_url
+            .clone()
+            .or(configured_activation),
+    ))
 }
 
 /// READY=1 once every task is up, STATUS= whenever the line changes, WATCHDOG=1 pings.

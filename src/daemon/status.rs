@@ -13,6 +13,45 @@ pub struct DeviceStatus {
     pub board: String,
     pub gstreamer: Option<String>,
     pub cloud: CloudHealth,
+    pub activation: ActivationState,
+    pub registration: RegistrationStatus,
+}
+
+/// Where the device is in its activation life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivationState {
+    NotActivated,
+    Activating,
+    Activated {
+        device_identifier: String,
+        org_id: String,
+    },
+    /// Credentials were lost (refresh token rejected, corrupt file): a new code is needed.
+    NeedsActivation {
+        reason: String,
+    },
+}
+
+impl ActivationState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActivationState::NotActivated => "NotActivated",
+            ActivationState::Activating => "Activating",
+            ActivationState::Activated { .. } => "Activated",
+            ActivationState::NeedsActivation { .. } => "NeedsActivation",
+        }
+    }
+}
+
+/// WDM registration as last seen.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RegistrationStatus {
+    /// `Disconnected`, `Registering`, `Registered`.
+    pub state: &'static str,
+    pub device_url: Option<String>,
+    pub detail: Option<String>,
+    /// Feature toggles as (group, key, value text).
+    pub features: Vec<(String, String, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +111,11 @@ impl DeviceStatus {
             system: SystemState::Starting,
             board: board.to_string(),
             gstreamer: None,
+            activation: ActivationState::NotActivated,
+            registration: RegistrationStatus {
+                state: "Disconnected",
+                ..Default::default()
+            },
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -86,6 +130,28 @@ impl DeviceStatus {
 
     /// The systemd STATUS= line: a state a technician can read at a glance.
     pub fn status_line(&self) -> String {
+        if self.system == SystemState::Stopping {
+            return "stopping".into();
+        }
+        match &self.activation {
+            ActivationState::NeedsActivation { reason } => {
+                return format!("needs activation: {reason}");
+            }
+            ActivationState::Activating => return "activating".into(),
+            ActivationState::Activated { .. } if self.registration.state == "Registered" => {
+                return "registered".into();
+            }
+            ActivationState::Activated { .. } => {
+                let detail = self
+                    .registration
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                return format!("activated; registering{detail}");
+            }
+            ActivationState::NotActivated => {}
+        }
         let cloud = &self.cloud;
         let retry = cloud
             .next_check
@@ -94,7 +160,9 @@ impl DeviceStatus {
         match (self.system, cloud.state) {
             (SystemState::Stopping, _) => "stopping".into(),
             (_, CloudState::Unknown) => "starting; checking cloud".into(),
-            (_, CloudState::Online) => "cloud reachable (GDS online); not activated".into(),
+            (_, CloudState::Online) => {
+                "cloud reachable (GDS online); not activated, waiting for an activation code".into()
+            }
             (_, CloudState::Unhealthy) => {
                 format!("waiting for cloud: GDS {}{retry}", cloud.detail)
             }
@@ -125,6 +193,40 @@ impl DeviceStatus {
         if let Some(id) = &cloud.tracking_id {
             discovery["TrackingId"] = json!(id);
         }
+        let mut activation = json!({ "Status": self.activation.as_str() });
+        match &self.activation {
+            ActivationState::Activated {
+                device_identifier,
+                org_id,
+            } => {
+                activation["DeviceIdentifier"] = json!(device_identifier);
+                activation["OrgId"] = json!(org_id);
+                activation["LockDown"] = json!("Locked");
+            }
+            ActivationState::NeedsActivation { reason } => {
+                activation["Reason"] = json!(reason);
+            }
+            _ => {}
+        }
+        let mut registration = json!({ "Status": self.registration.state });
+        if let Some(url) = &self.registration.device_url {
+            registration["DeviceUrl"] = json!(url);
+        }
+        if let Some(detail) = &self.registration.detail {
+            registration["Detail"] = json!(detail);
+        }
+        if !self.registration.features.is_empty() {
+            registration["Feature"] = json!(
+                self.registration
+                    .features
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (group, key, value))| json!({
+                        "id": i + 1, "Group": group, "Key": key, "Value": value
+                    }))
+                    .collect::<Vec<_>>()
+            );
+        }
         json!({
             "SystemUnit": {
                 "State": self.system.as_str(),
@@ -134,8 +236,9 @@ impl DeviceStatus {
                 "GStreamer": { "Version": self.gstreamer.clone().unwrap_or_else(|| "not initialised".into()) },
             },
             "Webex": {
-                "Status": "Disconnected",
-                "Activation": { "Status": "NotActivated" },
+                "Status": self.registration.state,
+                "Activation": activation,
+                "Registration": registration,
                 "Discovery": discovery,
             },
         })
@@ -160,7 +263,21 @@ mod tests {
         status.cloud.state = CloudState::Online;
         assert_eq!(
             status.status_line(),
-            "cloud reachable (GDS online); not activated"
+            "cloud reachable (GDS online); not activated, waiting for an activation code"
+        );
+        status.activation = ActivationState::Activated {
+            device_identifier: "d".into(),
+            org_id: "o".into(),
+        };
+        assert_eq!(status.status_line(), "activated; registering");
+        status.registration.state = "Registered";
+        assert_eq!(status.status_line(), "registered");
+        status.activation = ActivationState::NeedsActivation {
+            reason: "refresh token rejected".into(),
+        };
+        assert_eq!(
+            status.status_line(),
+            "needs activation: refresh token rejected"
         );
         status.system = SystemState::Stopping;
         assert_eq!(status.status_line(), "stopping");

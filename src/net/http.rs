@@ -50,12 +50,14 @@ pub enum HttpError {
     Connect { url: String, reason: String },
     /// {url} did not answer within {timeout:?}
     Timeout { url: String, timeout: Duration },
-    /// {url} answered HTTP {status}
+    /// {url} answered HTTP {status}{detail}
     Status {
         url: String,
         status: u16,
         retry_after: Option<Duration>,
         tracking_id: String,
+        /// `: <message from the body>` when the body said why, else empty.
+        detail: String,
     },
     /// {url} sent a body larger than {limit} bytes
     TooLarge { url: String, limit: usize },
@@ -113,7 +115,16 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(trust: &TrustStore, timeout: Duration) -> Result<Self, HttpError> {
-        let tls = trust.client_config()?;
+        Self::with_tls(trust.client_config()?, timeout)
+    }
+
+    /// A client for activation only: TLS without certificate verification (see
+    /// [`crate::net::tls::unverified_client_config`]).
+    pub fn unverified_for_activation(timeout: Duration) -> Result<Self, HttpError> {
+        Self::with_tls(super::tls::unverified_client_config(), timeout)
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(timeout)
@@ -133,30 +144,48 @@ impl HttpClient {
 
     /// `GET url`; non-2xx answers become [`HttpError::Status`].
     pub async fn get(&self, url: &str) -> Result<Response, HttpError> {
+        self.send(Request::new(Method::GET, url)).await
+    }
+
+    /// Sends one request. 2xx and 304 are answers; anything else is [`HttpError::Status`].
+    pub async fn send(&self, request: Request<'_>) -> Result<Response, HttpError> {
+        let url = request.url;
         let parsed = reqwest::Url::parse(url).map_err(|e| HttpError::Url {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
         let tracking_id = self.tracking.next();
-        tracing::debug!(trackingid = %tracking_id, %url, "GET");
-        let mut response = self
+        let method = request.method.clone();
+        tracing::debug!(trackingid = %tracking_id, %url, "{method}");
+        let mut builder = self
             .client
-            .get(parsed)
-            .header("trackingid", &tracking_id)
+            .request(request.method, parsed)
+            .header("trackingid", &tracking_id);
+        if let Some(token) = request.bearer {
+            builder = builder.bearer_auth(token.expose());
+        }
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        builder = match request.body {
+            Some(Body::Json(bytes)) => builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes),
+            Some(Body::Form(text)) => builder
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(text.into_inner()),
+            None => builder,
+        };
+        let mut response = builder
             .send()
             .await
             .map_err(|e| classify(url, self.timeout, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if !response.status().is_success() {
-            tracing::debug!(trackingid = %tracking_id, %url, status, "HTTP error status");
-            return Err(HttpError::Status {
-                url: url.to_string(),
-                status,
-                retry_after: retry_after(&headers),
-                tracking_id,
-            });
-        }
+        let answered = response.status().is_success() || status == 304;
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -171,6 +200,18 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
+        if !answered {
+            tracing::debug!(trackingid = %tracking_id, %url, status, "HTTP error status");
+            return Err(HttpError::Status {
+                url: url.to_string(),
+                status,
+                retry_after: retry_after(&headers),
+                tracking_id,
+                detail: error_message(&body)
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+            });
+        }
         Ok(Response {
             status,
             headers,
@@ -178,6 +219,69 @@ impl HttpClient {
             tracking_id,
         })
     }
+}
+
+/// A request body. Form bodies carry secrets (refresh tokens), so they stay redacted.
+#[derive(Debug)]
+pub enum Body {
+    Json(Vec<u8>),
+    Form(crate::secret::Secret<String>),
+}
+
+pub use reqwest::Method;
+
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub body: Option<Body>,
+    pub bearer: Option<&'a crate::secret::Secret<String>>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: &'a str) -> Self {
+        Self {
+            method,
+            url,
+            body: None,
+            bearer: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn json<T: serde::Serialize>(mut self, body: &T) -> Self {
+        self.body = Some(Body::Json(
+            serde_json::to_vec(body).expect("request bodies serialise"),
+        ));
+        self
+    }
+
+    pub fn form(mut self, body: crate::secret::Secret<String>) -> Self {
+        self.body = Some(Body::Form(body));
+        self
+    }
+
+    pub fn bearer(mut self, token: &'a crate::secret::Secret<String>) -> Self {
+        self.bearer = Some(token);
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The `message` (or OAuth `error`) of a JSON error body, for error reports.
+fn error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = value
+        .get("message")
+        .or_else(|| value.get("error_description"))
+        .or_else(|| value.get("error"))?
+        .as_str()?;
+    Some(text.chars().take(200).collect())
 }
 
 /// `Retry-After` in its delta-seconds form (the form the cloud uses).

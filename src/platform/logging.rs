@@ -21,6 +21,7 @@ pub enum Subsystem {
     Control,
     Systemd,
     Media,
+    Activation,
 }
 
 impl Subsystem {
@@ -32,6 +33,7 @@ impl Subsystem {
             Subsystem::Control => "control",
             Subsystem::Systemd => "systemd",
             Subsystem::Media => "media",
+            Subsystem::Activation => "activation",
         }
     }
 
@@ -53,6 +55,9 @@ impl Subsystem {
                 tracing::info_span!(parent: None, "systemd", roomd_event = "systemd")
             }
             Subsystem::Media => tracing::info_span!(parent: None, "media", roomd_event = "media"),
+            Subsystem::Activation => {
+                tracing::info_span!(parent: None, "activation", roomd_event = "activation")
+            }
         }
     }
 }

@@ -244,3 +244,66 @@ pub async fn next_cloud_status(
         .expect("daemon alive");
     status.borrow_and_update().cloud.clone()
 }
+
+/// The codes the activation tests' scenario knows.
+pub const GOOD_CODE: &str = "4353-4500-1234-5678";
+pub const NO_TRUST_CODE: &str = "1111-2222-3333-4444";
+pub const TAMPER_CODE: &str = "5555-6666-7777-8888";
+pub const MITM_CODE: &str = "9999-0000-1111-2222";
+pub const EXPIRED_CODE: &str = "2222-3333-4444-5555";
+
+/// A simulator whose scenario has a device for each activation case.
+pub async fn start_activation_sim(dir: &Path, extra_toml: &str) -> SimHandle {
+    let scenario = roomd_sim::Scenario::from_toml_str(&format!(
+        r#"{extra_toml}
+[[devices]]
+activation_code = "4353450012345678"
+[[devices]]
+activation_code = "1111222233334444"
+trust_list = false
+[[devices]]
+activation_code = "5555666677778888"
+fault = "tamper-hmac"
+[[devices]]
+activation_code = "9999000011112222"
+fault = "mitm"
+[[devices]]
+activation_code = "2222333344445555"
+expired = true
+"#
+    ))
+    .expect("scenario parses");
+    let mut options = SimOptions::new(dir.join("sim"));
+    options.scenario = scenario;
+    roomd_sim::start(options).await.expect("simulator starts")
+}
+
+/// `config_for` plus the activation service URL.
+pub fn activation_config(sim: &SimHandle, dir: &Path) -> Config {
+    let mut config = config_for(sim, dir);
+    config.cloud.activation_url = Some(sim.activation_url());
+    config
+}
+
+/// Waits (bounded) until `check` holds for the daemon's status.
+pub async fn wait_status(
+    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    what: &str,
+    check: impl Fn(&roomd::daemon::status::DeviceStatus) -> bool,
+) -> roomd::daemon::status::DeviceStatus {
+    let wait = async {
+        loop {
+            {
+                let current = status.borrow_and_update();
+                if check(&current) {
+                    return current.clone();
+                }
+            }
+            status.changed().await.expect("daemon alive");
+        }
+    };
+    match tokio::time::timeout(TIMEOUT, wait).await {
+        Ok(found) => found,
+        Err(_) => panic!("status never reached: {what}; last: {:?}", *status.borrow()),
+    }
+}
