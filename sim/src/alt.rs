@@ -234,10 +234,16 @@ mod tests {
         let control = AltControl::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = control.addr();
         assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+        // Held as the serving task would hold it: the shutdown alone must refuse connects.
+        let held = control.take_pending().expect("pending listener");
         control.set_mode(AltMode::Refuse).expect("refuse");
-        // Nobody took the pending listener, so closing it is enough.
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        let err = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect_err("refused while a descriptor is still open");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        // Re-binding works even before the task has dropped its (shut down) descriptor.
         control.set_mode(AltMode::Failing).expect("503");
+        drop(held);
         assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
         assert_eq!(control.mode(), AltMode::Failing);
     }

@@ -69,10 +69,17 @@ pub(crate) async fn serve_until(
             res = listener.accept() => match res {
                 Ok(c) => c,
                 Err(e) => {
-                    // Usually EMFILE; back off instead of spinning on the error.
+                    // Usually EMFILE; back off instead of spinning on the error. (A listener shut down
+                    // by `stop`, the alt host refusing, fails here too until `stop` is seen.)
                     tracing::warn!(listener = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                        () = &mut stop => {
+                            stopped = true;
+                            break;
+                        }
+                        () = shutdown.wait() => break,
+                    }
                 }
             },
         };

@@ -405,6 +405,8 @@ mod tests {
         assert_eq!(s.gds.service_state, "online");
         assert_eq!(s.devices.len(), 1);
         assert_eq!(s.devices[0].activation_code, "4353450012345678");
+        assert_eq!(s.tokens, TokensScenario::default());
+        assert_eq!(s.wdm.features, WdmFeatures::default());
     }
 
     #[test]

@@ -553,6 +553,10 @@ async fn binary_prints_info_and_stops_on_sigterm() -> Result {
         .args([
             "--https-port",
             "0",
+            "--proxy-port",
+            "0",
+            "--alt-port",
+            "0",
             "--admin-port",
             "0",
             "--udp-port",

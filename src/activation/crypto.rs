@@ -296,7 +296,6 @@ fn modulus() -> Box<[u8]> {
 mod tests {
     use super::*;
 
-    /// The last 8 digits of the example code `4353-4500-1234-5678`.
     fn secret(text: &str) -> Secret<String> {
         Secret::new(text.to_string())
     }
@@ -592,55 +591,102 @@ mod tests {
         assert_eq!(keys.mac.as_slice(), unhex(mac), "mac key");
     }
 
-    #[test]
-    fn sha256_3072_vectors_match_an_independent_python_implementation() {
+    /// One python vector: I, P, s, a and the hex values the script printed.
+    struct Vector {
+        i: &'static str,
+        p: &'static str,
+        s: Vec<u8>,
+        a: Vec<u8>,
+        v: &'static str,
+        a_pub: &'static str,
+        b_pub: &'static str,
+        u: &'static str,
+        premaster: &'static str,
+        k: &'static str,
+        enc: &'static str,
+        mac: &'static str,
+    }
+
+    fn check_vector(vector: &Vector) {
         use srp::utils::compute_u_padded;
 
-        // The crate's N is the one python derived from RFC 3526's formula.
-        assert_eq!(&*modulus(), unhex(PY_N), "N");
-
-        let (s, a) = (unhex(RFC_S), unhex(RFC_A_PRIV));
         let client = ClientG3072::<Sha256>::new();
+        let (i, p) = (vector.i.as_bytes(), vector.p.as_bytes());
         assert_eq!(
-            client.compute_verifier(b"alice", b"password123", &s),
-            unhex(ALICE_V),
+            client.compute_verifier(i, p, &vector.s),
+            unhex(vector.v),
             "v"
         );
-        let u = compute_u_padded::<Sha256>(&G3072::generator(), &unhex(ALICE_A), &unhex(ALICE_B));
-        assert_eq!(&*u.to_be_bytes_trimmed_vartime(), unhex(ALICE_U), "u");
+        let u = compute_u_padded::<Sha256>(
+            &G3072::generator(),
+            &unhex(vector.a_pub),
+            &unhex(vector.b_pub),
+        );
+        assert_eq!(&*u.to_be_bytes_trimmed_vartime(), unhex(vector.u), "u");
+        let verifier = client
+            .process_reply(&vector.a, i, p, &vector.s, &unhex(vector.b_pub))
+            .unwrap();
+        assert_eq!(verifier.key(), unhex(vector.premaster), "S");
         assert_eq!(
-            Sha256::digest(unhex(ALICE_S)).as_slice(),
-            unhex(ALICE_K),
+            Sha256::digest(unhex(vector.premaster)).as_slice(),
+            unhex(vector.k),
             "K"
         );
-        assert_keys(&derive_keys(&unhex(ALICE_S)), ALICE_ENC, ALICE_MAC);
+        assert_keys(
+            &derive_keys(&unhex(vector.premaster)),
+            vector.enc,
+            vector.mac,
+        );
 
+        // The module's entry point, from the wire's base64.
         let step = srp_client_with_private(
-            "alice",
-            &secret("password123"),
-            &b64(&s),
-            &b64(&unhex(ALICE_B)),
-            &a,
+            vector.i,
+            &secret(vector.p),
+            &b64(&vector.s),
+            &b64(&unhex(vector.b_pub)),
+            &vector.a,
         )
         .unwrap();
-        assert_eq!(step.a_pub_b64, b64(&unhex(ALICE_A)), "A");
-        assert_keys(&step.keys, ALICE_ENC, ALICE_MAC);
+        assert_eq!(step.a_pub_b64, b64(&unhex(vector.a_pub)), "A");
+        assert_keys(&step.keys, vector.enc, vector.mac);
+    }
+
+    #[test]
+    fn sha256_3072_vectors_match_an_independent_python_implementation() {
+        // The crate's N is the one python derived from RFC 3526's formula.
+        assert_eq!(&*modulus(), unhex(PY_N), "N");
+        check_vector(&Vector {
+            i: "alice",
+            p: "password123",
+            s: unhex(RFC_S),
+            a: unhex(RFC_A_PRIV),
+            v: ALICE_V,
+            a_pub: ALICE_A,
+            b_pub: ALICE_B,
+            u: ALICE_U,
+            premaster: ALICE_S,
+            k: ALICE_K,
+            enc: ALICE_ENC,
+            mac: ALICE_MAC,
+        });
     }
 
     #[test]
     fn activation_code_shaped_vector_matches_python() {
-        let step = srp_client_with_private(
-            "43534500",
-            &secret("12345678"),
-            "AAECAwQFBgcICQoLDA0ODw==", // bytes 0..16
-            &b64(&unhex(CODE_B)),
-            &[0x11; 32],
-        )
-        .unwrap();
-        assert_eq!(step.a_pub_b64, b64(&unhex(CODE_A)), "A");
-        assert_keys(&step.keys, CODE_ENC, CODE_MAC);
-        assert_keys(&derive_keys(&unhex(CODE_S)), CODE_ENC, CODE_MAC);
-        let _ = (CODE_V, CODE_U, CODE_K); // printed by the script, kept for reference
+        check_vector(&Vector {
+            i: "43534500",
+            p: "12345678",
+            s: (0..16).collect(),
+            a: vec![0x11; 32],
+            v: CODE_V,
+            a_pub: CODE_A,
+            b_pub: CODE_B,
+            u: CODE_U,
+            premaster: CODE_S,
+            k: CODE_K,
+            enc: CODE_ENC,
+            mac: CODE_MAC,
+        });
     }
 
     #[test]

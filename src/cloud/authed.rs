@@ -82,11 +82,13 @@ impl AuthedClient {
                     self.tokens.refresh(Some(&token)).await?;
                     refreshed = true;
                 }
+                // 429 always means "come back later"; a 503 only when it says when (a bare
+                // 503 is a failing host: the caller fails over instead of waiting here).
                 Err(HttpError::Status {
                     status: status @ (429 | 503),
                     retry_after,
                     ..
-                }) if attempt < MAX_ATTEMPTS => {
+                }) if attempt < MAX_ATTEMPTS && (status == 429 || retry_after.is_some()) => {
                     let wait = retry_after
                         .unwrap_or(Duration::from_secs(1 << attempt))
                         .min(self.retry_after_cap);

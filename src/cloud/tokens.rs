@@ -44,7 +44,6 @@ pub fn refresh_ahead(lifetime: Duration) -> Duration {
 }
 
 /// Shared owner of the credentials file and the tokens in it.
-#[derive(Debug)]
 pub struct TokenManager {
     http: HttpClient,
     token_url: String,
@@ -54,6 +53,18 @@ pub struct TokenManager {
     /// tokio's clock and tests can pause it).
     refresh_at: Mutex<Instant>,
     refreshing: Mutex<()>,
+    on_refresh: Option<RefreshObserver>,
+}
+
+/// Told about every successful refresh (status reporting), with the new expiry.
+pub type RefreshObserver = Box<dyn Fn(SystemTime) + Send + Sync>;
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenManager {
@@ -66,7 +77,13 @@ impl TokenManager {
             refresh_at: Mutex::new(Instant::now()),
             credentials,
             refreshing: Mutex::new(()),
+            on_refresh: None,
         }
+    }
+
+    pub fn with_observer(mut self, observer: RefreshObserver) -> Self {
+        self.on_refresh = Some(observer);
+        self
     }
 
     /// Computes the refresh deadline from the stored expiry (call after creation).
@@ -138,6 +155,9 @@ impl TokenManager {
             credentials.save(&self.state)?;
         }
         *self.refresh_at.lock().await = next;
+        if let Some(observer) = &self.on_refresh {
+            observer(now + Duration::from_secs(grant.expires_in));
+        }
         tracing::info!(
             trackingid = %response.tracking_id,
             expires_in_s = grant.expires_in,

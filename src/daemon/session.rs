@@ -10,7 +10,7 @@
 //! locked until `roomd factory-reset`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
@@ -349,12 +349,20 @@ async fn activated(
             return Next::Stop;
         }
     };
+    let expires = UNIX_EPOCH + Duration::from_millis(credentials.tokens.access_expires_at_ms);
+    ctx.status
+        .send_modify(|s| s.registration.token_expires_at = Some(expires));
     let shared = Arc::new(Mutex::new(credentials));
-    let tokens = Arc::new(TokenManager::new(
-        http.clone(),
-        ctx.state.clone(),
-        shared.clone(),
-    ));
+    let status = ctx.status.clone();
+    let observer: crate::cloud::tokens::RefreshObserver = Box::new(move |expires| {
+        status.send_modify(|s| {
+            s.registration.token_expires_at = Some(expires);
+            s.registration.token_refreshes += 1;
+        })
+    });
+    let tokens = Arc::new(
+        TokenManager::new(http.clone(), ctx.state.clone(), shared.clone()).with_observer(observer),
+    );
     tokens.schedule_from_stored().await;
     let cap = Duration::from_secs(ctx.config.cloud.retry_max_secs.max(1));
     let mut client = AuthedClient::new(http, tokens.clone(), cap);
@@ -456,9 +464,13 @@ async fn registration_step(
             .await
             .map_err(classify)?
         {
-            Refreshed::Unchanged => return Ok(current.clone()),
+            Refreshed::Unchanged => {
+                ctx.status.send_modify(|s| s.registration.refreshes += 1);
+                return Ok(current.clone());
+            }
             Refreshed::Updated(updated) => {
                 store_registration(ctx, shared, &updated).await;
+                ctx.status.send_modify(|s| s.registration.refreshes += 1);
                 return Ok(updated);
             }
             Refreshed::Gone => {

@@ -52,6 +52,11 @@ pub struct RegistrationStatus {
     pub detail: Option<String>,
     /// Feature toggles as (group, key, value text).
     pub features: Vec<(String, String, serde_json::Value)>,
+    /// When the access token expires (never the token itself), and how often it was refreshed.
+    pub token_expires_at: Option<SystemTime>,
+    pub token_refreshes: u32,
+    /// Successful registration refreshes (304 or 200) since start.
+    pub refreshes: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +219,11 @@ impl DeviceStatus {
         }
         if let Some(detail) = &self.registration.detail {
             registration["Detail"] = json!(detail);
+        }
+        registration["Refreshes"] = json!(self.registration.refreshes);
+        if let Some(at) = self.registration.token_expires_at {
+            registration["TokenExpires"] = json!(iso8601(at));
+            registration["TokenRefreshes"] = json!(self.registration.token_refreshes);
         }
         if !self.registration.features.is_empty() {
             registration["Feature"] = json!(

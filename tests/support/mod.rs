@@ -291,6 +291,16 @@ pub async fn wait_status(
     what: &str,
     check: impl Fn(&roomd::daemon::status::DeviceStatus) -> bool,
 ) -> roomd::daemon::status::DeviceStatus {
+    wait_status_within(TIMEOUT, status, what, check).await
+}
+
+/// [`wait_status`] with its own bound (paused-time tests wait hours of virtual time).
+pub async fn wait_status_within(
+    within: Duration,
+    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    what: &str,
+    check: impl Fn(&roomd::daemon::status::DeviceStatus) -> bool,
+) -> roomd::daemon::status::DeviceStatus {
     let wait = async {
         loop {
             {
@@ -302,7 +312,7 @@ pub async fn wait_status(
             status.changed().await.expect("daemon alive");
         }
     };
-    match tokio::time::timeout(TIMEOUT, wait).await {
+    match tokio::time::timeout(within, wait).await {
         Ok(found) => found,
         Err(_) => panic!("status never reached: {what}; last: {:?}", *status.borrow()),
     }
