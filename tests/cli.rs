@@ -220,3 +220,121 @@ async fn run_under_fake_systemd_serves_status_and_stops_on_sigterm() {
     assert!(!config.control_socket().exists());
     sim.shutdown().await;
 }
+
+#[test]
+fn a_malformed_code_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = roomd::config::Config::default();
+    config.device.runtime_dir = Some(dir.path().join("run"));
+    let path = write_config(dir.path(), &config);
+    // No daemon runs: reaching the socket would be exit 69; 64 proves the code was checked first.
+    let out = output(
+        roomd_command()
+            .args(["activate", "4353-4500-12"])
+            .arg("--config")
+            .arg(&path),
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "roomd: activation code has 10 digits; it needs exactly 16 (separators `-` and spaces allowed)"
+    );
+    let out = output(
+        roomd_command()
+            .arg("factory-reset")
+            .arg("--config")
+            .arg(&path),
+    );
+    assert_eq!(out.status.code(), Some(64), "factory-reset needs --yes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_status_and_factory_reset_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_activation_sim(dir.path(), "").await;
+    let config = activation_config(&sim, dir.path());
+    let path = write_config(dir.path(), &config);
+    let mut systemd = FakeSystemd::bind(dir.path());
+    let mut child = roomd_command()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    systemd.wait_for("READY=1").await;
+
+    let run = |args: Vec<String>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            output(roomd_command().args(args).arg("--config").arg(path))
+        })
+    };
+    let out = run(vec!["activate".into(), GOOD_CODE.into()])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("activated as device "));
+    systemd.wait_for("STATUS=registered").await;
+    let out = run(vec!["status".into()]).await.unwrap();
+    let tree = text(&out.stdout);
+    assert!(
+        tree.contains("*s Webex Activation Status: \"Activated\"\n"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("*s Webex Activation LockDown: \"Locked\"\n"),
+        "{tree}"
+    );
+    assert!(tree.contains("*s Webex Status: \"Registered\"\n"), "{tree}");
+    assert!(
+        tree.contains("*s Webex Registration Feature 1 Key: \"roomd-obtp\"\n"),
+        "{tree}"
+    );
+
+    let out = run(vec!["activate".into(), GOOD_CODE.into()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already activated and locked down"));
+
+    let out = run(vec!["factory-reset".into(), "--yes".into()])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("factory reset done"));
+    assert!(sim.wdm_devices().is_empty());
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success());
+    // The daemon's own log never shows the code.
+    assert!(!status.1.contains("12345678"), "{}", status.1);
+    assert!(
+        status
+            .1
+            .contains("process_additional_CAs: Parsed 1 additional CA certificate(s)")
+    );
+    sim.shutdown().await;
+}

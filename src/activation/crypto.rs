@@ -1,10 +1,12 @@
 //! Activation crypto (wire profile §1, steps 3–5): the client side of SRP-6a and the
 //! encrypt-then-MAC envelope of `oauthData` / `serviceData`.
 //!
-//! - SRP-6a per RFC 5054 with the RFC's 3072-bit group (g = 5) and SHA-256, through the
-//!   RustCrypto `srp` crate: k = H(N | PAD(g)), u = H(PAD(A) | PAD(B)), x = H(s | H(I ":" P)),
+//! - SRP-6a per RFC 5054 with the RFC's 3072-bit group (Appendix A, g = 5) and SHA-256,
+//!   computed here on `num-bigint`: k = H(N | PAD(g)), x = H(s | H(I ":" P)), A = g^a mod N,
+//!   u = H(PAD(A) | PAD(B)), S = (B − k·g^x)^(a + u·x) mod N, PAD to len(N) = 384 bytes,
 //!   with I = the activationId and P = the last 8 digits of the activation code.
-//!   `srpS`, `srpB` and `srpA` are base64 (standard alphabet, padded) of big-endian bytes.
+//!   `srpS`, `srpB` and `srpA` are base64 (standard alphabet, padded) of big-endian bytes;
+//!   A is sent as its minimal big-endian bytes.
 //! - K = SHA-256(S), S as minimal big-endian bytes. The two keys are
 //!   HKDF-SHA256(ikm = K, no salt, info = `roomd-activation-enc` / `roomd-activation-mac`),
 //!   32 bytes each.
@@ -17,6 +19,7 @@
 //! [`CryptoError`]; nothing here panics on any input.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -24,10 +27,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
+use num_bigint::BigUint;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
-use srp::{ClientG3072, Group, groups::G3072};
 use zeroize::Zeroize;
 
 use crate::secret::{REDACTED, Secret};
@@ -37,6 +40,22 @@ use crate::secret::{REDACTED, Secret};
 pub const MAX_FIELD_LEN: usize = 1 << 20;
 /// Bytes of the 3072-bit modulus N.
 const GROUP_LEN: usize = 384;
+/// N of RFC 5054 Appendix A's 3072-bit group (RFC 3526 group 15), big-endian hex.
+const N_3072_HEX: &str = "\
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05\
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB\
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B\
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718\
+    3995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33\
+    A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7\
+    ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864\
+    D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2\
+    08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF";
+/// g of the 3072-bit group.
+const G_3072: u32 = 5;
 /// Bytes of the random private value `a` that [`srp_client`] draws.
 const PRIVATE_LEN: usize = 32;
 const KEY_LEN: usize = 32;
@@ -126,42 +145,163 @@ pub fn srp_client_with_private(
     if a.is_empty() || a.len() > GROUP_LEN || is_zero(a) {
         return Err(CryptoError::BadPrivateValue);
     }
-    // Leading zero bytes do not change B's value; the crate pads B to |N| itself for u.
+    // Leading zero bytes do not change B's value; u pads B to |N| itself.
     let b_pub = strip_leading_zeros(&b_pub);
     check_b_pub(b_pub)?;
 
-    let client = ClientG3072::<Sha256>::new();
-    let a_pub = client.compute_public_ephemeral(a);
-    let verifier = client
-        .process_reply(
-            a,
-            activation_id.as_bytes(),
-            password.expose().as_bytes(),
-            &salt,
-            b_pub,
-        )
-        .map_err(|_| CryptoError::IllegalServerValue {
-            reason: "B mod N is zero",
-        })?;
-    let premaster = verifier.key();
+    let exchange = client_exchange::<Sha256>(
+        group_3072(),
+        activation_id.as_bytes(),
+        password.expose().as_bytes(),
+        &salt,
+        &BigUint::from_bytes_be(a),
+        &BigUint::from_bytes_be(b_pub),
+    )?;
     // S = (B - k·g^x)^(a + u·x) is 0 or 1 only when B - k·v is 0 or 1, which an honest
     // server (B = k·v + g^b) never sends.
-    if matches!(strip_leading_zeros(premaster), [] | [1]) {
+    if exchange.premaster.bits() <= 1 {
         return Err(CryptoError::IllegalServerValue {
             reason: "B makes the premaster secret 0 or 1",
         });
     }
+    let mut premaster = exchange.premaster.to_bytes_be();
+    let keys = derive_keys(&premaster);
+    premaster.zeroize();
     Ok(SrpClientStep {
-        a_pub_b64: STANDARD.encode(&a_pub),
-        keys: derive_keys(premaster),
+        a_pub_b64: STANDARD.encode(exchange.a_pub.to_bytes_be()),
+        keys,
+    })
+}
+
+/// An SRP group: the safe prime N, the generator g, and len(N) in bytes, the width that
+/// PAD() fills to.
+#[derive(Debug)]
+struct SrpGroup {
+    n: BigUint,
+    g: BigUint,
+    len: usize,
+}
+
+impl SrpGroup {
+    fn new(n: BigUint, g: u32) -> Self {
+        let len = n.bits().div_ceil(8) as usize;
+        Self {
+            n,
+            g: BigUint::from(g),
+            len,
+        }
+    }
+
+    /// g^e mod N.
+    fn g_pow(&self, e: &BigUint) -> BigUint {
+        self.g.modpow(e, &self.n)
+    }
+
+    /// PAD(value): big-endian, zero-filled on the left to len(N) bytes. Every value
+    /// padded here (N, g, A, B) is at most N, so nothing is ever cut.
+    fn pad(&self, value: &BigUint) -> Vec<u8> {
+        let bytes = value.to_bytes_be();
+        let mut padded = vec![0; self.len.saturating_sub(bytes.len())];
+        padded.extend_from_slice(&bytes);
+        padded
+    }
+}
+
+/// RFC 5054 Appendix A's 3072-bit group, g = 5: the one activation uses.
+fn group_3072() -> &'static SrpGroup {
+    static GROUP: OnceLock<SrpGroup> = OnceLock::new();
+    GROUP.get_or_init(|| {
+        let n =
+            BigUint::parse_bytes(N_3072_HEX.as_bytes(), 16).expect("N_3072_HEX is a hex constant");
+        SrpGroup::new(n, G_3072)
+    })
+}
+
+/// A hash output as an unsigned big-endian integer.
+fn hash_int<D: Digest>(parts: &[&[u8]]) -> BigUint {
+    let mut hasher = D::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    BigUint::from_bytes_be(&hasher.finalize())
+}
+
+/// k = H(N | PAD(g)).
+fn compute_k<D: Digest>(group: &SrpGroup) -> BigUint {
+    hash_int::<D>(&[&group.pad(&group.n), &group.pad(&group.g)])
+}
+
+/// x = H(s | H(I ":" P)).
+fn compute_x<D: Digest>(salt: &[u8], identity: &[u8], password: &[u8]) -> BigUint {
+    let mut inner = D::new();
+    inner.update(identity);
+    inner.update(b":");
+    inner.update(password);
+    let mut identity_hash = inner.finalize();
+    let x = hash_int::<D>(&[salt, &identity_hash]);
+    identity_hash.as_mut_slice().zeroize();
+    x
+}
+
+/// u = H(PAD(A) | PAD(B)).
+fn compute_u<D: Digest>(group: &SrpGroup, a_pub: &BigUint, b_pub: &BigUint) -> BigUint {
+    hash_int::<D>(&[&group.pad(a_pub), &group.pad(b_pub)])
+}
+
+/// What the client computes in one SRP-6a exchange.
+#[derive(Debug)]
+struct ClientExchange {
+    /// A = g^a mod N.
+    a_pub: BigUint,
+    /// S = (B − k·g^x)^(a + u·x) mod N.
+    premaster: BigUint,
+}
+
+/// The client side of SRP-6a (RFC 5054 §2.6) in any group with any hash: A and S for the
+/// private value `a` and the server's B.
+///
+/// Only B ≡ 0 (mod N) is refused here (RFC 5054 §2.5.4); [`srp_client_with_private`]
+/// checks B's bounds first.
+///
+/// Not constant time: the exponentiations are num-bigint's variable-time `modpow`. That is
+/// accepted here because the client's private values are one-shot: `a` is drawn fresh for
+/// every attempt and never reused, and x = H(s | H(I ":" P)) comes from an activation code
+/// that is only used while the device activates, so a timing observer sees very few
+/// exponentiations per secret. (num-bigint values cannot be wiped either; the byte
+/// copies of secrets made in this module are.)
+fn client_exchange<D: Digest>(
+    group: &SrpGroup,
+    identity: &[u8],
+    password: &[u8],
+    salt: &[u8],
+    a: &BigUint,
+    b_pub: &BigUint,
+) -> Result<ClientExchange, CryptoError> {
+    let n = &group.n;
+    let b_pub = b_pub % n;
+    if b_pub.bits() == 0 {
+        return Err(CryptoError::IllegalServerValue {
+            reason: "B mod N is zero",
+        });
+    }
+    let a_pub = group.g_pow(a);
+    let u = compute_u::<D>(group, &a_pub, &b_pub);
+    let k = compute_k::<D>(group);
+    let x = compute_x::<D>(salt, identity, password);
+    // B − k·g^x, kept in [0, N): B + N − (k·g^x mod N) is never negative.
+    let k_v = (k * group.g_pow(&x)) % n;
+    let base = (b_pub + n - k_v) % n;
+    let exponent = a + u * x;
+    Ok(ClientExchange {
+        a_pub,
+        premaster: base.modpow(&exponent, n),
     })
 }
 
 /// K = SHA-256(S); enc and mac keys = HKDF-SHA256(ikm = K, no salt,
 /// info = `roomd-activation-enc` / `roomd-activation-mac`), 32 bytes each.
 ///
-/// `premaster_s_minimal_be` is S as big-endian bytes without leading zeros, as
-/// `srp::ClientVerifier::key` returns it.
+/// `premaster_s_minimal_be` is S as big-endian bytes without leading zeros.
 pub fn derive_keys(premaster_s_minimal_be: &[u8]) -> ActivationKeys {
     let mut k: [u8; 32] = Sha256::digest(premaster_s_minimal_be).into();
     let hkdf = Hkdf::<Sha256>::new(None, &k);
@@ -276,20 +416,12 @@ fn check_b_pub(b_pub: &[u8]) -> Result<(), CryptoError> {
             reason: "B is longer than the 3072-bit modulus",
         });
     }
-    let mut padded = [0u8; GROUP_LEN];
-    padded[GROUP_LEN - b_pub.len()..].copy_from_slice(b_pub);
-    // Equal lengths: byte-wise order is numeric order.
-    if padded.as_slice() >= modulus().as_ref() {
+    if BigUint::from_bytes_be(b_pub) >= group_3072().n {
         return Err(CryptoError::IllegalServerValue {
             reason: "B is not below N",
         });
     }
     Ok(())
-}
-
-/// N of the 3072-bit group as 384 big-endian bytes.
-fn modulus() -> Box<[u8]> {
-    G3072::generator().params().modulus().to_be_bytes()
 }
 
 #[cfg(test)]
@@ -312,6 +444,13 @@ mod tests {
     }
 
     // RFC 5054 Appendix B (I, P, s, a, b and the expected values, 1024-bit group, SHA-1).
+    // The 1024-bit group of Appendix A, g = 2: only here for the RFC's vectors.
+    const RFC_N_1024: &str = "
+        EEAF0AB9 ADB38DD6 9C33F80A FA8FC5E8 60726187 75FF3C0B 9EA2314C
+        9C256576 D674DF74 96EA81D3 383B4813 D692C6E0 E0D5D8E2 50B98BE4
+        8E495C1D 6089DAD1 5DC7D7B4 6154D6B6 CE8EF4AD 69B15D49 82559B29
+        7BCF1885 C529F566 660E57EC 68EDBC3C 05726CC0 2FD4CBF4 976EAA9A
+        FD5138FE 8376435B 9FC61D2F C0EB06E3";
     const RFC_S: &str = "BEB25379 D1A8581E B5A72767 3A2441EE";
     const RFC_A_PRIV: &str =
         "60975527 035CF2AD 1989806F 0407210B C81EDC04 E2762A56 AFD529DD DA2D4393";
@@ -319,34 +458,31 @@ mod tests {
         "E487CB59 D31AC550 471E81F0 0F6928E0 1DDA08E9 74A004F4 9E61F5D1 05284D20";
 
     #[test]
-    #[allow(deprecated)] // the 1024-bit group is only here for the RFC's vectors
     fn rfc5054_appendix_b_vectors_with_the_1024_bit_group_and_sha1() {
         use sha1::Sha1;
-        use srp::bigint::BoxedUint;
-        use srp::groups::G1024;
-        use srp::utils::{compute_k, compute_u_padded};
-        type Client = srp::Client<G1024, Sha1>;
 
+        let group = SrpGroup::new(BigUint::from_bytes_be(&unhex(RFC_N_1024)), 2);
+        assert_eq!(group.len, 128);
         let (i, p) = (b"alice".as_slice(), b"password123".as_slice());
         let s = unhex(RFC_S);
-        let (a, b) = (unhex(RFC_A_PRIV), unhex(RFC_B_PRIV));
+        let a = BigUint::from_bytes_be(&unhex(RFC_A_PRIV));
+        let b = BigUint::from_bytes_be(&unhex(RFC_B_PRIV));
 
-        let k = compute_k::<Sha1>(&G1024::generator());
+        let k = compute_k::<Sha1>(&group);
         assert_eq!(
-            &*k.to_be_bytes_trimmed_vartime(),
+            k.to_bytes_be(),
             unhex("7556AA04 5AEF2CDD 07ABAF0F 665C3E81 8913186F"),
             "k"
         );
-        let x = Client::compute_x(Client::compute_identity_hash(i, p).as_slice(), &s);
+        let x = compute_x::<Sha1>(&s, i, p);
         assert_eq!(
-            &*x.to_be_bytes_trimmed_vartime(),
+            x.to_bytes_be(),
             unhex("94B7555A ABE9127C C58CCF49 93DB6CF8 4D16C124"),
             "x"
         );
-        let client = Client::new();
-        let v = client.compute_verifier(i, p, &s);
+        let v = group.g_pow(&x);
         assert_eq!(
-            v,
+            v.to_bytes_be(),
             unhex(
                 "7E273DE8 696FFC4F 4E337D05 B4B375BE B0DDE156 9E8FA00A 9886D812
                  9BADA1F1 822223CA 1A605B53 0E379BA4 729FDC59 F105B478 7E5186F5
@@ -356,9 +492,9 @@ mod tests {
             ),
             "v"
         );
-        let a_pub = client.compute_public_ephemeral(&a);
+        let a_pub = group.g_pow(&a);
         assert_eq!(
-            a_pub,
+            a_pub.to_bytes_be(),
             unhex(
                 "61D5E490 F6F1B795 47B0704C 436F523D D0E560F0 C64115BB 72557EC4
                  4352E890 3211C046 92272D8B 2D1A5358 A2CF1B6E 0BFCF99F 921530EC
@@ -368,16 +504,10 @@ mod tests {
             ),
             "A"
         );
-        // B = k·v + g^b, the server's side, as the RFC lists it.
-        let b_pub = srp::Server::<G1024, Sha1>::new()
-            .compute_b_pub(
-                &BoxedUint::from_be_slice_vartime(&b),
-                &k,
-                &BoxedUint::from_be_slice_vartime(&v),
-            )
-            .to_be_bytes_trimmed_vartime();
+        // B = (k·v + g^b) mod N, the server's side, as the RFC lists it.
+        let b_pub = (&k * &v + group.g_pow(&b)) % &group.n;
         assert_eq!(
-            &*b_pub,
+            b_pub.to_bytes_be(),
             unhex(
                 "BD0C6151 2C692C0C B6D041FA 01BB152D 4916A1E7 7AF46AE1 05393011
                  BAF38964 DC46A067 0DD125B9 5A981652 236F99D9 B681CBF8 7837EC99
@@ -387,16 +517,19 @@ mod tests {
             ),
             "B"
         );
-        let u = compute_u_padded::<Sha1>(&G1024::generator(), &a_pub, &b_pub);
+        // Here B < k·v mod N: S's base B − k·g^x has to wrap around N.
+        assert!(b_pub < (&k * &v) % &group.n, "B − k·v wraps");
+        let u = compute_u::<Sha1>(&group, &a_pub, &b_pub);
         assert_eq!(
-            &*u.to_be_bytes_trimmed_vartime(),
+            u.to_bytes_be(),
             unhex("CE38B959 3487DA98 554ED47D 70A7AE5F 462EF019"),
             "u"
         );
         // The same entry point srp_client_with_private uses.
-        let verifier = client.process_reply(&a, i, p, &s, &b_pub).unwrap();
+        let exchange = client_exchange::<Sha1>(&group, i, p, &s, &a, &b_pub).unwrap();
+        assert_eq!(exchange.a_pub, a_pub, "A from the exchange");
         assert_eq!(
-            verifier.key(),
+            exchange.premaster.to_bytes_be(),
             unhex(
                 "B0DC82BA BCF30674 AE450C02 87745E79 90A3381F 63B387AA F271A10D
                  233861E3 59B48220 F7C4693C 9AE12B0A 6F67809F 0876E2D0 13800D6C
@@ -608,25 +741,29 @@ mod tests {
     }
 
     fn check_vector(vector: &Vector) {
-        use srp::utils::compute_u_padded;
-
-        let client = ClientG3072::<Sha256>::new();
+        let group = group_3072();
         let (i, p) = (vector.i.as_bytes(), vector.p.as_bytes());
+        let x = compute_x::<Sha256>(&vector.s, i, p);
+        assert_eq!(group.g_pow(&x).to_bytes_be(), unhex(vector.v), "v");
+        let a_pub = BigUint::from_bytes_be(&unhex(vector.a_pub));
+        let b_pub = BigUint::from_bytes_be(&unhex(vector.b_pub));
+        let u = compute_u::<Sha256>(group, &a_pub, &b_pub);
+        assert_eq!(u.to_bytes_be(), unhex(vector.u), "u");
+        let exchange = client_exchange::<Sha256>(
+            group,
+            i,
+            p,
+            &vector.s,
+            &BigUint::from_bytes_be(&vector.a),
+            &b_pub,
+        )
+        .unwrap();
+        assert_eq!(exchange.a_pub, a_pub, "A");
         assert_eq!(
-            client.compute_verifier(i, p, &vector.s),
-            unhex(vector.v),
-            "v"
+            exchange.premaster.to_bytes_be(),
+            unhex(vector.premaster),
+            "S"
         );
-        let u = compute_u_padded::<Sha256>(
-            &G3072::generator(),
-            &unhex(vector.a_pub),
-            &unhex(vector.b_pub),
-        );
-        assert_eq!(&*u.to_be_bytes_trimmed_vartime(), unhex(vector.u), "u");
-        let verifier = client
-            .process_reply(&vector.a, i, p, &vector.s, &unhex(vector.b_pub))
-            .unwrap();
-        assert_eq!(verifier.key(), unhex(vector.premaster), "S");
         assert_eq!(
             Sha256::digest(unhex(vector.premaster)).as_slice(),
             unhex(vector.k),
@@ -653,8 +790,9 @@ mod tests {
 
     #[test]
     fn sha256_3072_vectors_match_an_independent_python_implementation() {
-        // The crate's N is the one python derived from RFC 3526's formula.
-        assert_eq!(&*modulus(), unhex(PY_N), "N");
+        // N is the one python derived from RFC 3526's formula.
+        assert_eq!(group_3072().n.to_bytes_be(), unhex(PY_N), "N");
+        assert_eq!(group_3072().len, GROUP_LEN);
         check_vector(&Vector {
             i: "alice",
             p: "password123",
@@ -760,22 +898,22 @@ mod tests {
             illegal("B is longer than the 3072-bit modulus")
         );
         // B = k·v + g^0 makes the base of S equal to 1, so S = 1.
-        let client = ClientG3072::<Sha256>::new();
-        let v = client.compute_verifier(
+        let group = group_3072();
+        let x = compute_x::<Sha256>(
+            &unhex("000102030405060708090a0b0c0d0e0f"),
             b"43534500",
             b"12345678",
-            &unhex("000102030405060708090a0b0c0d0e0f"),
         );
-        let k = srp::utils::compute_k::<Sha256>(&G3072::generator());
-        let b_pub = srp::ServerG3072::<Sha256>::new()
-            .compute_b_pub(
-                &srp::bigint::BoxedUint::zero(),
-                &k,
-                &srp::bigint::BoxedUint::from_be_slice_vartime(&v),
-            )
-            .to_be_bytes_trimmed_vartime();
+        let k = compute_k::<Sha256>(group);
+        let k_v = (k * group.g_pow(&x)) % &group.n;
+        let b_pub = (&k_v + 1u32) % &group.n;
         assert_eq!(
-            srp_with_b(&b_pub).unwrap_err(),
+            srp_with_b(&b_pub.to_bytes_be()).unwrap_err(),
+            illegal("B makes the premaster secret 0 or 1")
+        );
+        // B = k·v mod N makes the base 0, so S = 0.
+        assert_eq!(
+            srp_with_b(&k_v.to_bytes_be()).unwrap_err(),
             illegal("B makes the premaster secret 0 or 1")
         );
     }

@@ -186,20 +186,7 @@ impl LogCapture {
 /// A `Command` for the `roomd` binary. Cross-built test runs execute under qemu-user, so
 /// the binary is started through the same runner cargo uses for the tests themselves.
 pub fn roomd_command() -> std::process::Command {
-    let bin = env!("CARGO_BIN_EXE_roomd");
-    let runner = if cfg!(target_arch = "aarch64") {
-        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
-    } else {
-        None
-    };
-    let mut command = match runner {
-        Some(runner) if !runner.trim().is_empty() => {
-            let mut command = std::process::Command::new(runner.trim());
-            command.arg(bin);
-            command
-        }
-        _ => std::process::Command::new(bin),
-    };
+    let mut command = target_command(Path::new(env!("CARGO_BIN_EXE_roomd")));
     // The test's own environment must not steer the daemon under test.
     command
         .env_remove("ROOMD_CONFIG")
@@ -208,6 +195,23 @@ pub fn roomd_command() -> std::process::Command {
         .env_remove("JOURNAL_STREAM")
         .env_remove("RUST_LOG");
     command
+}
+
+/// A `Command` for a binary built for the target, through the cargo runner when cross-built.
+pub fn target_command(bin: &Path) -> std::process::Command {
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
+    } else {
+        None
+    };
+    match runner {
+        Some(runner) if !runner.trim().is_empty() => {
+            let mut command = std::process::Command::new(runner.trim());
+            command.arg(bin);
+            command
+        }
+        _ => std::process::Command::new(bin),
+    }
 }
 
 /// Writes `config` as `dir/etc/roomd.toml` and returns its path.
