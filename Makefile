@@ -7,6 +7,7 @@
 #   make test      fmt check, clippy -D warnings, native tests, aarch64 tests under qemu (what CI runs)
 #   make test-native / make test-cross   parts of `make test`
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
+#   make bench     benchmarks (SRP handshake vs one 3072-bit modexp), native and under qemu
 #   make fmt | clippy | clean | clean-cache | deps | help
 #
 # Variables (all overridable: `make test JOBS=4`, or from the environment):
@@ -53,7 +54,7 @@ export CARGO JOBS
 # native fingerprints are identical with or without it).
 CARGO_ENV := . scripts/cross-env.sh &&
 
-.PHONY: all build cross test test-native test-cross run fmt clippy clean clean-cache \
+.PHONY: all build cross test test-native test-cross run bench fmt clippy clean clean-cache \
         deps deps-native target-link help
 
 all: build
@@ -94,6 +95,12 @@ run: deps-native target-link
 	@$(CARGO_ENV) $(CARGO) build --workspace -j $(JOBS)
 	@if [ ! -x scripts/run-local.sh ]; then echo "scripts/run-local.sh missing or not executable" >&2; exit 1; fi
 	exec scripts/run-local.sh
+
+# Benchmarks print their figures (ratios against a baseline measured in the same run),
+# natively and for aarch64 under qemu.
+bench: deps target-link
+	@$(CARGO_ENV) $(CARGO) bench --bench srp -j $(JOBS)
+	@$(CARGO_ENV) $(CARGO) bench --bench srp --target $(CROSS_TARGET) -j $(JOBS)
 
 fmt: deps-native
 	@$(CARGO) fmt --all

@@ -54,14 +54,17 @@ runtime_dir = "$run_dir/run"
 
 [cloud]
 gds_url = "https://localhost:$https_port/gds"
+activation_url = "https://localhost:$https_port/activation"
 extra_ca_files = ["$run_dir/sim/ca.pem"]
 TOML
 
 cat <<INFO
 run-local: roomd-sim is up (log: $run_dir/sim/sim.log, admin: http://127.0.0.1:$admin_port/admin/info)
 run-local: starting roomd; in another terminal try:
+    $roomd activate 4353-4500-1234-5678 --config $run_dir/etc/roomd.toml   (the sim's scenario code)
     $roomd status --config $run_dir/etc/roomd.toml
     $roomd check  --config $run_dir/etc/roomd.toml
+    $roomd factory-reset --yes --config $run_dir/etc/roomd.toml
     curl -s -X POST http://127.0.0.1:$admin_port/admin/gds -d '{"serviceState":"offline"}' -H 'content-type: application/json'
 run-local: Ctrl-C stops both.
 INFO

@@ -275,3 +275,67 @@ async fn lock_down_survives_restart_and_the_code_file_is_consumed() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_trust_store_is_rebuilt_on_its_timer() {
+    LogCapture::global();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_activation_sim(dir.path(), "").await;
+    let mut config = activation_config(&sim, dir.path());
+    config.cloud.trust_refresh_secs = 81_465;
+    config.cloud.registration_refresh_secs = 1_000_000;
+    let daemon = start_daemon(config, Notifier::disabled()).await;
+    let mut status = daemon.status();
+    daemon.session().activate(code(GOOD_CODE)).await.unwrap();
+    let first = wait_status(&mut status, "registered", registered).await;
+    assert_eq!(first.registration.trust_list_cas, 1);
+    assert_eq!(first.registration.trust_refreshes, 0);
+    let start = tokio::time::Instant::now();
+    wait_status_within(
+        Duration::from_secs(90_000),
+        &mut status,
+        "trust refresh",
+        |s| s.registration.trust_refreshes == 1,
+    )
+    .await;
+    let after = start.elapsed().as_secs();
+    assert!(
+        (81_460..=81_470).contains(&after),
+        "rebuilt after {after} s"
+    );
+    daemon.run_until(async {}).await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn activation_waits_for_gds_to_be_online() {
+    LogCapture::global();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_activation_sim(dir.path(), "").await;
+    sim.set_gds_state("offline");
+    let mut config = activation_config(&sim, dir.path());
+    config.cloud.retry_initial_ms = 100;
+    config.cloud.retry_max_secs = 1;
+    let daemon = start_daemon(config, Notifier::disabled()).await;
+    let mut status = daemon.status();
+    let session = daemon.session();
+    let activation = tokio::spawn(async move { session.activate(code(GOOD_CODE)).await });
+    wait_status(&mut status, "activating while GDS is offline", |s| {
+        matches!(s.activation, ActivationState::Activating) && s.cloud.failures >= 2
+    })
+    .await;
+    assert!(
+        !sim.received()
+            .iter()
+            .any(|r| r.path.starts_with("/activation")),
+        "nothing sent to activation while GDS is offline"
+    );
+    sim.set_gds_state("online");
+    let answer = tokio::time::timeout(TIMEOUT, activation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.unwrap().starts_with("activated as device"));
+    daemon.run_until(async {}).await.unwrap();
+    sim.shutdown().await;
+}

@@ -342,6 +342,9 @@ async fn activated(
         org_id: credentials.org_id.clone(),
     });
     let mut trust = trust_with(ctx, &credentials);
+    let cas = credentials.trust_list.len();
+    ctx.status
+        .send_modify(|s| s.registration.trust_list_cas = cas);
     let http = match HttpClient::new(&trust, ctx.timeout()) {
         Ok(http) => http,
         Err(e) => {
@@ -416,6 +419,7 @@ async fn activated(
                     Err(e) => tracing::error!("trust store refresh: {e}"),
                 }
                 log_trust_list(Some(&credentials.trust_list), trust_every.as_secs());
+                ctx.status.send_modify(|s| s.registration.trust_refreshes += 1);
                 next_trust = tokio::time::Instant::now() + trust_every;
             }
             command = commands.recv() => match command {

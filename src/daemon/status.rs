@@ -57,6 +57,10 @@ pub struct RegistrationStatus {
     pub token_refreshes: u32,
     /// Successful registration refreshes (304 or 200) since start.
     pub refreshes: u32,
+    /// CAs from the service data's trustList in the trust store, and how often the store
+    /// was rebuilt on its timer.
+    pub trust_list_cas: usize,
+    pub trust_refreshes: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +225,10 @@ impl DeviceStatus {
             registration["Detail"] = json!(detail);
         }
         registration["Refreshes"] = json!(self.registration.refreshes);
+        registration["TrustStore"] = json!({
+            "AdditionalCAs": self.registration.trust_list_cas,
+            "Refreshes": self.registration.trust_refreshes,
+        });
         if let Some(at) = self.registration.token_expires_at {
             registration["TokenExpires"] = json!(iso8601(at));
             registration["TokenRefreshes"] = json!(self.registration.token_refreshes);
