@@ -141,27 +141,41 @@ async fn status(loaded: Result<Loaded, config::ConfigError>, json: bool) -> Exit
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let socket = config.control_socket();
-    match control::request(&socket, &ControlRequest::Status).await {
-        Ok(ControlResponse::Status { status }) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
-                );
-            } else {
-                print!("{}", roomd::api::xstatus::render(&status));
-            }
-            ExitCode::SUCCESS
+    let answer = control::request(&config.control_socket(), &ControlRequest::Status).await;
+    report(answer, |response| match response {
+        ControlResponse::Status { status } if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+            Ok(())
         }
+        ControlResponse::Status { status } => {
+            print!("{}", roomd::api::xstatus::render(&status));
+            Ok(())
+        }
+        other => Err(other),
+    })
+}
+
+/// Turns the daemon's answer into output and an exit status; `on_answer` handles the
+/// answers this command expects and hands back any other.
+fn report(
+    answer: Result<ControlResponse, control::ControlError>,
+    on_answer: impl FnOnce(ControlResponse) -> Result<(), ControlResponse>,
+) -> ExitCode {
+    match answer {
         Ok(ControlResponse::Error { message }) => {
-            eprintln!("roomd: the daemon refused the request: {message}");
+            eprintln!("roomd: {message}");
             ExitCode::from(exit::FAILURE)
         }
-        Ok(other) => {
-            eprintln!("roomd: unexpected answer from the daemon: {other:?}");
-            ExitCode::from(exit::SOFTWARE)
-        }
+        Ok(response) => match on_answer(response) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(other) => {
+                eprintln!("roomd: unexpected answer from the daemon: {other:?}");
+                ExitCode::from(exit::SOFTWARE)
+            }
+        },
         Err(e) => {
             eprintln!("roomd: {e}");
             ExitCode::from(exit::UNAVAILABLE)
@@ -178,24 +192,14 @@ fn config_or_exit(loaded: Result<Loaded, config::ConfigError>) -> Result<config:
 
 /// Sends a command to the daemon and prints its answer.
 async fn command(config: &config::Config, request: ControlRequest) -> ExitCode {
-    match control::request(&config.control_socket(), &request).await {
-        Ok(ControlResponse::Done { message }) => {
+    let answer = control::request(&config.control_socket(), &request).await;
+    report(answer, |response| match response {
+        ControlResponse::Done { message } => {
             println!("{message}");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Ok(ControlResponse::Error { message }) => {
-            eprintln!("roomd: {message}");
-            ExitCode::from(exit::FAILURE)
-        }
-        Ok(other) => {
-            eprintln!("roomd: unexpected answer from the daemon: {other:?}");
-            ExitCode::from(exit::SOFTWARE)
-        }
-        Err(e) => {
-            eprintln!("roomd: {e}");
-            ExitCode::from(exit::UNAVAILABLE)
-        }
-    }
+        other => Err(other),
+    })
 }
 
 async fn activate(loaded: Result<Loaded, config::ConfigError>, code: &str) -> ExitCode {

@@ -39,9 +39,9 @@ use crate::secret::{REDACTED, Secret};
 /// `serviceDataHMAC`): 1 MiB.
 pub const MAX_FIELD_LEN: usize = 1 << 20;
 /// Bytes of the 3072-bit modulus N.
-const GROUP_LEN: usize = 384;
+pub const GROUP_LEN: usize = 384;
 /// N of RFC 5054 Appendix A's 3072-bit group (RFC 3526 group 15), big-endian hex.
-const N_3072_HEX: &str = "\
+pub const N_3072_HEX: &str = "\
     FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
     020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
     4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
@@ -55,7 +55,7 @@ const N_3072_HEX: &str = "\
     D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2\
     08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF";
 /// g of the 3072-bit group.
-const G_3072: u32 = 5;
+pub const G_3072: u32 = 5;
 /// Bytes of the random private value `a` that [`srp_client`] draws.
 const PRIVATE_LEN: usize = 32;
 const KEY_LEN: usize = 32;
