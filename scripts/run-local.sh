@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs roomd against the cloud simulator on this machine (what `make run` ends in).
 #
-#   roomd-sim  serves HTTPS on 127.0.0.1:${ROOMD_SIM_HTTPS_PORT:-8443} and its admin API
-#              on 127.0.0.1:${ROOMD_SIM_ADMIN_PORT:-8444}, with a test CA made at start
+#   roomd-sim  serves HTTPS on 127.0.0.1:${ROOMD_SIM_HTTPS_PORT:-8443} (GDS, activation), its
+#              admin API on :${ROOMD_SIM_ADMIN_PORT:-8444}, the post-activation services behind a
+#              "TLS proxy" on :${ROOMD_SIM_PROXY_PORT:-8445} and :${ROOMD_SIM_ALT_PORT:-8446}
+#              (their CA only arrives in the activation's trustList)
 #   roomd      runs in the foreground with board/sim.toml, trusting that CA
 #
 # Everything lives under .run/ (config, state, control socket, sim files). Ctrl-C stops both.
@@ -19,12 +21,15 @@ done
 run_dir="$PWD/.run"
 https_port=${ROOMD_SIM_HTTPS_PORT:-8443}
 admin_port=${ROOMD_SIM_ADMIN_PORT:-8444}
+proxy_port=${ROOMD_SIM_PROXY_PORT:-8445}
+alt_port=${ROOMD_SIM_ALT_PORT:-8446}
 mkdir -p "$run_dir/etc/config.d" "$run_dir/sim" "$run_dir/state" "$run_dir/run"
 chmod 0700 "$run_dir/state"
 rm -f "$run_dir/sim/sim.json"
 
 "$sim" --scenario sim/scenarios/default.toml --state-dir "$run_dir/sim" \
     --https-port "$https_port" --admin-port "$admin_port" \
+    --proxy-port "$proxy_port" --alt-port "$alt_port" \
     >"$run_dir/sim/stdout.log" 2>"$run_dir/sim/sim.log" &
 sim_pid=$!
 roomd_pid=

@@ -259,6 +259,24 @@ async fn lock_down_survives_restart_and_the_code_file_is_consumed() {
     // No token and no activation code in any log line of this binary's tests.
     let (access, refresh) = sim.tokens();
     let events = logs.events();
+    // Each roomd event has one subsystem (ROOMD_EVENT); registration has its own.
+    for event in events
+        .iter()
+        .filter(|e| e.target == "roomd" || e.target.starts_with("roomd::"))
+    {
+        assert_eq!(event.subsystems.len(), 1, "{event:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.text.contains("WDM registration succeeded")
+                && e.subsystems == ["registration"])
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.text.contains("activation succeeded") && e.subsystems == ["activation"])
+    );
     for event in &events {
         for secret in access.iter().chain(&refresh) {
             assert!(

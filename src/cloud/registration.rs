@@ -112,6 +112,7 @@ pub async fn register(
             Ok(response) => {
                 let registration = parse_registration(&response.body)?;
                 tracing::info!(
+                    message_id = crate::platform::logging::message_id::REGISTERED,
                     trackingid = %response.tracking_id,
                     device_url = %registration.url,
                     "WDM registration succeeded at {base}"

@@ -159,6 +159,7 @@ impl TokenManager {
             observer(now + Duration::from_secs(grant.expires_in));
         }
         tracing::info!(
+            message_id = crate::platform::logging::message_id::TOKEN_REFRESHED,
             trackingid = %response.tracking_id,
             expires_in_s = grant.expires_in,
             "access token refreshed; next refresh in {} s",

@@ -24,11 +24,13 @@ use crate::daemon::status::{ActivationState, CloudState, DeviceStatus};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpClient;
 use crate::net::tls::TrustStore;
+use crate::platform::logging::{Subsystem, message_id};
 use crate::proto::activation::DeviceInfo;
 use crate::proto::wdm::{Capabilities, RegisterRequest};
 use crate::shutdown::Shutdown;
 use crate::store::StateDir;
 use crate::store::credentials::{Credentials, StoredRegistration};
+use tracing::Instrument;
 
 /// The file an integrator's provisioning step may drop into the state directory.
 pub const CODE_FILE: &str = "activation-code";
@@ -266,12 +268,16 @@ async fn activate(
     match &result {
         Ok(credentials) => {
             tracing::info!(
+                message_id = message_id::ACTIVATED,
                 device_identifier = %credentials.device_identifier,
                 "activation succeeded; cloud settings are locked until a factory reset"
             );
         }
         Err(message) => {
-            tracing::error!("activation failed: {message}");
+            tracing::error!(
+                message_id = message_id::ACTIVATION_FAILED,
+                "activation failed: {message}"
+            );
             ctx.set_activation(previous);
         }
     }
@@ -383,7 +389,9 @@ async fn activated(
         let refresh_at = token_retry_at.unwrap_or(tokens.refresh_at().await);
         tokio::select! {
             _ = tokio::time::sleep_until(next_registration) => {
-                match registration_step(ctx, &client, &shared, &mut hosts, registered.as_ref()).await {
+                match registration_step(ctx, &client, &shared, &mut hosts, registered.as_ref())
+                    .instrument(Subsystem::Registration.span())
+                    .await {
                     Ok(now) => {
                         registered = Some(now);
                         backoff.reset();
@@ -394,7 +402,12 @@ async fn activated(
                     }
                     Err(RegistrationOutcome::Retry(reason)) => {
                         let delay = backoff.next_delay();
-                        tracing::warn!("registration failed: {reason}; retrying in {:.1} s", delay.as_secs_f64());
+                        let _registration = Subsystem::Registration.span().entered();
+                        tracing::warn!(
+                            message_id = message_id::REGISTRATION_FAILED,
+                            "registration failed: {reason}; retrying in {:.1} s",
+                            delay.as_secs_f64()
+                        );
                         ctx.set_registration("Registering", Some(reason));
                         next_registration = tokio::time::Instant::now() + delay;
                     }
@@ -537,7 +550,10 @@ async fn store_registration(
 }
 
 fn needs_activation(ctx: &SessionContext, reason: &str) -> Next {
-    tracing::error!("{reason}; waiting for a new activation code (roomd activate)");
+    tracing::error!(
+        message_id = message_id::NEEDS_ACTIVATION,
+        "{reason}; waiting for a new activation code (roomd activate)"
+    );
     ctx.set_activation(ActivationState::NeedsActivation {
         reason: reason.to_string(),
     });
@@ -561,7 +577,10 @@ async fn factory_reset(
     ctx.status
         .send_modify(|s| s.registration = Default::default());
     ctx.set_registration("Disconnected", None);
-    tracing::warn!("factory reset: credentials and state wiped ({removed} file(s))");
+    tracing::warn!(
+        message_id = message_id::FACTORY_RESET,
+        "factory reset: credentials and state wiped ({removed} file(s))"
+    );
     Ok(format!("factory reset done: {removed} file(s) removed"))
 }
 

@@ -22,6 +22,7 @@ pub enum Subsystem {
     Systemd,
     Media,
     Activation,
+    Registration,
 }
 
 impl Subsystem {
@@ -34,6 +35,7 @@ impl Subsystem {
             Subsystem::Systemd => "systemd",
             Subsystem::Media => "media",
             Subsystem::Activation => "activation",
+            Subsystem::Registration => "registration",
         }
     }
 
@@ -58,6 +60,9 @@ impl Subsystem {
             Subsystem::Activation => {
                 tracing::info_span!(parent: None, "activation", roomd_event = "activation")
             }
+            Subsystem::Registration => {
+                tracing::info_span!(parent: None, "registration", roomd_event = "registration")
+            }
         }
     }
 }
@@ -72,6 +77,13 @@ pub mod message_id {
     pub const GDS_UNHEALTHY: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e811";
     pub const GDS_UNREACHABLE: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e812";
     pub const GSTREAMER: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e820";
+    pub const ACTIVATED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e830";
+    pub const ACTIVATION_FAILED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e831";
+    pub const NEEDS_ACTIVATION: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e832";
+    pub const FACTORY_RESET: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e833";
+    pub const TOKEN_REFRESHED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e834";
+    pub const REGISTERED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e840";
+    pub const REGISTRATION_FAILED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e841";
 }
 
 /// Where the logs ended up.
