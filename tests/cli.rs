@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::*;
@@ -145,16 +145,7 @@ async fn run_under_fake_systemd_serves_status_and_stops_on_sigterm() {
     let path = write_config(dir.path(), &config);
     let mut systemd = FakeSystemd::bind(dir.path());
 
-    let mut child = roomd_command()
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("NOTIFY_SOCKET", &systemd.path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_roomd_run(&path, &systemd);
     systemd.wait_for("READY=1").await;
     systemd
         .wait_for("STATUS=cloud reachable (GDS online)")
@@ -255,15 +246,7 @@ async fn activate_status_and_factory_reset_from_the_command_line() {
     let config = activation_config(&sim, dir.path());
     let path = write_config(dir.path(), &config);
     let mut systemd = FakeSystemd::bind(dir.path());
-    let mut child = roomd_command()
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("NOTIFY_SOCKET", &systemd.path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_roomd_run(&path, &systemd);
     systemd.wait_for("READY=1").await;
 
     let run = |args: Vec<String>| {

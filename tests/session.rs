@@ -61,13 +61,10 @@ async fn tokens_are_refreshed_when_a_tenth_of_their_lifetime_is_left() {
 async fn a_401_forces_one_refresh_then_the_request_is_retried() {
     LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_activation_sim(dir.path(), "").await;
-    let mut config = activation_config(&sim, dir.path());
-    config.cloud.registration_refresh_secs = 1;
-    let daemon = start_daemon(config, Notifier::disabled()).await;
-    let mut status = daemon.status();
-    daemon.session().activate(code(GOOD_CODE)).await.unwrap();
-    wait_status(&mut status, "registered", registered).await;
+    let (sim, daemon, mut status) = registered_daemon(dir.path(), "", |c| {
+        c.cloud.registration_refresh_secs = 1;
+    })
+    .await;
     sim.clear_received();
     sim.expire_access_tokens();
     let before = status.borrow().registration.refreshes;
@@ -196,13 +193,10 @@ async fn registration_fails_over_to_the_next_host() {
 async fn wdm_forgetting_the_device_leads_to_a_new_registration() {
     LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_activation_sim(dir.path(), "").await;
-    let mut config = activation_config(&sim, dir.path());
-    config.cloud.registration_refresh_secs = 1;
-    let daemon = start_daemon(config, Notifier::disabled()).await;
-    let mut status = daemon.status();
-    daemon.session().activate(code(GOOD_CODE)).await.unwrap();
-    wait_status(&mut status, "registered", registered).await;
+    let (sim, daemon, mut status) = registered_daemon(dir.path(), "", |c| {
+        c.cloud.registration_refresh_secs = 1;
+    })
+    .await;
     let url = status.borrow().registration.device_url.clone().unwrap();
     let device = url.rsplit('/').next().unwrap().to_string();
     assert!(sim.delete_wdm_device(&device));
@@ -298,14 +292,12 @@ async fn lock_down_survives_restart_and_the_code_file_is_consumed() {
 async fn the_trust_store_is_rebuilt_on_its_timer() {
     LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_activation_sim(dir.path(), "").await;
-    let mut config = activation_config(&sim, dir.path());
-    config.cloud.trust_refresh_secs = 81_465;
-    config.cloud.registration_refresh_secs = 1_000_000;
-    let daemon = start_daemon(config, Notifier::disabled()).await;
-    let mut status = daemon.status();
-    daemon.session().activate(code(GOOD_CODE)).await.unwrap();
-    let first = wait_status(&mut status, "registered", registered).await;
+    let (sim, daemon, mut status) = registered_daemon(dir.path(), "", |c| {
+        c.cloud.trust_refresh_secs = 81_465;
+        c.cloud.registration_refresh_secs = 1_000_000;
+    })
+    .await;
+    let first = status.borrow().clone();
     assert_eq!(first.registration.trust_list_cas, 1);
     assert_eq!(first.registration.trust_refreshes, 0);
     let start = tokio::time::Instant::now();

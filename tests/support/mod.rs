@@ -321,3 +321,42 @@ pub async fn wait_status_within(
         Err(_) => panic!("status never reached: {what}; last: {:?}", *status.borrow()),
     }
 }
+
+/// A simulator and an in-process daemon activated with [`GOOD_CODE`] and registered.
+/// `extra_toml` goes into the sim's scenario; `tweak` adjusts the daemon's configuration.
+pub async fn registered_daemon(
+    dir: &Path,
+    extra_toml: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> (
+    SimHandle,
+    roomd::daemon::Daemon,
+    tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+) {
+    let sim = start_activation_sim(dir, extra_toml).await;
+    let mut config = activation_config(&sim, dir);
+    tweak(&mut config);
+    let daemon = start_daemon(config, roomd::platform::systemd::Notifier::disabled()).await;
+    let mut status = daemon.status();
+    let code = roomd::activation::code::ActivationCode::parse(GOOD_CODE).unwrap();
+    daemon.session().activate(code).await.expect("activation");
+    wait_status(&mut status, "registered", |s| {
+        s.registration.state == "Registered"
+    })
+    .await;
+    (sim, daemon, status)
+}
+
+/// Starts `roomd run --config path` as a process reporting to `systemd`; stderr is piped.
+pub fn spawn_roomd_run(path: &Path, systemd: &FakeSystemd) -> std::process::Child {
+    roomd_command()
+        .arg("run")
+        .arg("--config")
+        .arg(path)
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roomd starts")
+}
