@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cloud::tokens::{TokenError, TokenManager};
+use crate::net::backoff::Backoff;
 use crate::net::http::{HttpClient, HttpError, Method, Request, Response};
 
 /// Attempts per request when the server asks us to come back later.
@@ -52,10 +53,6 @@ impl AuthedClient {
         }
     }
 
-    pub fn tokens(&self) -> &Arc<TokenManager> {
-        &self.tokens
-    }
-
     /// Sends `method url` with an optional JSON body and extra headers.
     pub async fn send(
         &self,
@@ -66,6 +63,8 @@ impl AuthedClient {
     ) -> Result<Response, CloudError> {
         let mut refreshed = false;
         let mut attempt = 0;
+        // Waits when the server says "later": its Retry-After (capped), else 2, 4, 8 s ±20 %.
+        let mut later = Backoff::new(Duration::from_secs(2), self.retry_after_cap);
         loop {
             attempt += 1;
             let token = self.tokens.access_token().await;
@@ -89,14 +88,12 @@ impl AuthedClient {
                     retry_after,
                     ..
                 }) if attempt < MAX_ATTEMPTS && (status == 429 || retry_after.is_some()) => {
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_secs(1 << attempt))
-                        .min(self.retry_after_cap);
+                    let wait = later.next_delay_after(retry_after);
                     tracing::warn!(
                         %url,
                         status,
-                        "HTTP {status}: waiting {} s as the server asked (attempt {attempt} of {MAX_ATTEMPTS})",
-                        wait.as_secs()
+                        "HTTP {status}: waiting {:.1} s as the server asked (attempt {attempt} of {MAX_ATTEMPTS})",
+                        wait.as_secs_f64()
                     );
                     tokio::time::sleep(wait).await;
                 }

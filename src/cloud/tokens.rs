@@ -68,14 +68,19 @@ impl std::fmt::Debug for TokenManager {
 }
 
 impl TokenManager {
-    pub fn new(http: HttpClient, state: StateDir, credentials: Arc<Mutex<Credentials>>) -> Self {
-        let identity = credentials_identity_url(&credentials);
+    /// Takes ownership of the credentials; others share them through [`Self::credentials`].
+    pub fn new(http: HttpClient, state: StateDir, credentials: Credentials) -> Self {
+        let identity = credentials
+            .service_urls
+            .get("identity")
+            .cloned()
+            .unwrap_or_default();
         Self {
             http,
             token_url: format!("{}/access_token", identity.trim_end_matches('/')),
             state,
             refresh_at: Mutex::new(Instant::now()),
-            credentials,
+            credentials: Arc::new(Mutex::new(credentials)),
             refreshing: Mutex::new(()),
             on_refresh: None,
         }
@@ -167,14 +172,6 @@ impl TokenManager {
         );
         Ok(())
     }
-}
-
-fn credentials_identity_url(credentials: &Arc<Mutex<Credentials>>) -> String {
-    // Built once at start-up, before any task holds the lock.
-    credentials
-        .try_lock()
-        .map(|c| c.service_urls.get("identity").cloned().unwrap_or_default())
-        .unwrap_or_default()
 }
 
 /// The monotonic instant at which tokens expiring as stored should be refreshed.

@@ -34,6 +34,8 @@ use tracing::Instrument;
 
 /// The file an integrator's provisioning step may drop into the state directory.
 pub const CODE_FILE: &str = "activation-code";
+/// What the device reports as its software to activation and WDM.
+const SYSTEM_VERSION: &str = concat!("roomd ", env!("CARGO_PKG_VERSION"));
 /// How often the state directory is checked for a code file.
 pub const CODE_FILE_POLL: Duration = Duration::from_secs(2);
 
@@ -124,7 +126,7 @@ impl SessionContext {
         DeviceInfo {
             device_identifier: local_device_id(&self.state),
             system_name: hostname(),
-            system_version: concat!("roomd ", env!("CARGO_PKG_VERSION")).into(),
+            system_version: SYSTEM_VERSION.into(),
             model: self.config.device.model.clone(),
             serial: self.config.device.serial.clone().unwrap_or_else(machine_id),
         }
@@ -134,7 +136,7 @@ impl SessionContext {
         RegisterRequest {
             device_identifier: credentials.device_identifier.clone(),
             system_name: hostname(),
-            system_version: concat!("roomd ", env!("CARGO_PKG_VERSION")).into(),
+            system_version: SYSTEM_VERSION.into(),
             device_type: "TP_ENDPOINT".into(),
             model: self.config.device.model.clone(),
             name: format!("roomd {}", self.config.device.model),
@@ -348,7 +350,8 @@ async fn activated(
         org_id: credentials.org_id.clone(),
     });
     let mut trust = trust_with(ctx, &credentials);
-    let cas = credentials.trust_list.len();
+    // Counted in the store itself, so a trustList entry that failed to parse is not shown.
+    let cas = trust.extra_count() - ctx.base_trust.extra_count();
     ctx.status
         .send_modify(|s| s.registration.trust_list_cas = cas);
     let http = match HttpClient::new(&trust, ctx.timeout()) {
@@ -361,7 +364,6 @@ async fn activated(
     let expires = UNIX_EPOCH + Duration::from_millis(credentials.tokens.access_expires_at_ms);
     ctx.status
         .send_modify(|s| s.registration.token_expires_at = Some(expires));
-    let shared = Arc::new(Mutex::new(credentials));
     let status = ctx.status.clone();
     let observer: crate::cloud::tokens::RefreshObserver = Box::new(move |expires| {
         status.send_modify(|s| {
@@ -370,8 +372,9 @@ async fn activated(
         })
     });
     let tokens = Arc::new(
-        TokenManager::new(http.clone(), ctx.state.clone(), shared.clone()).with_observer(observer),
+        TokenManager::new(http.clone(), ctx.state.clone(), credentials).with_observer(observer),
     );
+    let shared = tokens.credentials().clone();
     tokens.schedule_from_stored().await;
     let cap = Duration::from_secs(ctx.config.cloud.retry_max_secs.max(1));
     let mut client = AuthedClient::new(http, tokens.clone(), cap);
