@@ -13,6 +13,33 @@ fn output(command: &mut Command) -> Output {
     command.output().expect("roomd runs")
 }
 
+/// Sends SIGTERM and waits (bounded) for the exit; returns the status and all of stderr.
+async fn sigterm_and_wait(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let waited = tokio::task::spawn_blocking(move || {
+        // Read stderr to its end first: a full pipe would otherwise block the child's exit.
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (child.wait().unwrap(), stderr)
+    });
+    tokio::time::timeout(Duration::from_secs(10), waited)
+        .await
+        .expect("roomd exits within 10 s of SIGTERM")
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -145,7 +172,7 @@ async fn run_under_fake_systemd_serves_status_and_stops_on_sigterm() {
     let path = write_config(dir.path(), &config);
     let mut systemd = FakeSystemd::bind(dir.path());
 
-    let mut child = spawn_roomd_run(&path, &systemd);
+    let child = spawn_roomd_run(&path, &systemd);
     systemd.wait_for("READY=1").await;
     systemd
         .wait_for("STATUS=cloud reachable (GDS online)")
@@ -174,37 +201,8 @@ async fn run_under_fake_systemd_serves_status_and_stops_on_sigterm() {
     );
     assert!(tree.ends_with("** end\n"), "{tree}");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let exit = sigterm_and_wait(child).await;
     systemd.wait_for("STOPPING=1").await;
-    let exit = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status, stderr);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "roomd did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
     assert!(exit.0.success(), "exit {:?}\n{}", exit.0, exit.1);
     assert!(exit.1.contains("stopped cleanly"), "{}", exit.1);
     assert!(exit.1.contains("roomd_event=\"cloud\""), "{}", exit.1);
@@ -246,7 +244,7 @@ async fn activate_status_and_factory_reset_from_the_command_line() {
     let config = activation_config(&sim, dir.path());
     let path = write_config(dir.path(), &config);
     let mut systemd = FakeSystemd::bind(dir.path());
-    let mut child = spawn_roomd_run(&path, &systemd);
+    let child = spawn_roomd_run(&path, &systemd);
     systemd.wait_for("READY=1").await;
 
     let run = |args: Vec<String>| {
@@ -290,27 +288,7 @@ async fn activate_status_and_factory_reset_from_the_command_line() {
     assert!(text(&out.stdout).starts_with("factory reset done"));
     assert!(sim.wdm_devices().is_empty());
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || {
-        let status = child.wait().unwrap();
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, stderr)
-    })
-    .await
-    .unwrap();
+    let status = sigterm_and_wait(child).await;
     assert!(status.0.success());
     // The daemon's own log never shows the code.
     assert!(!status.1.contains("12345678"), "{}", status.1);
