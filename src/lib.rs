@@ -7,7 +7,8 @@
 //! | foundations | [`secret`], [`clock`], [`shutdown`] | redacted secrets, wire time format, task shutdown |
 //! | configuration | [`config`], [`hw::board`] | `/etc/roomd` files and drop-ins, board files |
 //! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
-//! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service |
+//! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
+//! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
 //! | state machines | [`daemon`] | the daemon's tasks and the status they publish |
 //! | hardware | [`hw`] | board roles (GPIO, later drivers) |
 //! | media | [`media`] | GStreamer |
@@ -25,8 +26,10 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod hw;
 pub mod media;
+pub mod meeting_server;
 pub mod net;
 pub mod platform;
 pub mod proto;

@@ -3,5 +3,6 @@
 
 pub mod authed;
 pub mod gds;
+pub mod mercury;
 pub mod registration;
 pub mod tokens;

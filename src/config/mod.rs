@@ -28,6 +28,9 @@ pub const DEFAULT_RUNTIME_DIR: &str = "/run/roomd";
 pub struct Config {
     pub device: DeviceConfig,
     pub cloud: CloudConfig,
+    pub websocket: WebsocketConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meeting_server: Option<MeetingServerConfig>,
     pub log: LogConfig,
 }
 
@@ -107,6 +110,65 @@ impl Default for CloudConfig {
             trust_refresh_secs: 81_465,
         }
     }
+}
+
+/// The cloud event websocket (wire profile §3). Defaults are the profile's.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketConfig {
+    /// Seconds after the last pong before the next ping. Default 15.
+    pub ping_interval_secs: u64,
+    /// Seconds to wait for a pong before closing ("Pong not received"). Default 14.
+    pub pong_timeout_secs: u64,
+    /// First reconnect delay in milliseconds; doubles per failure, ±20 % jitter. Default 1000.
+    pub backoff_initial_ms: u64,
+    /// Cap on the reconnect delay, and the delay after a permanent close. Default 32.
+    pub backoff_max_secs: u64,
+    /// Seconds online after which a socket counts as stable (the backoff starts over). Default 60.
+    pub stable_secs: u64,
+    /// Seconds a retiring socket may stay open after its replacement is online. Default 10.
+    pub switchover_drain_secs: u64,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval_secs: 15,
+            pong_timeout_secs: 14,
+            backoff_initial_ms: 1000,
+            backoff_max_secs: 32,
+            stable_secs: 60,
+            switchover_drain_secs: 10,
+        }
+    }
+}
+
+/// An on-premises Meeting Server whose events roomd follows (wire profile §9, seed 001).
+/// Absent: no Meeting Server.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingServerConfig {
+    /// `https://host:port` of the Meeting Server's web admin / events port.
+    pub base_url: String,
+    /// A file holding `user:password` for the API user, owner-only (0600 or stricter).
+    pub credentials_file: PathBuf,
+    /// PEM bundle of CAs that sign the Meeting Server's certificate (added to the
+    /// platform roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM) for mutual TLS, when the server demands one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// Seconds without any message before the socket counts as dead (the server sends no
+    /// pings); at half of it the subscription is re-sent as a probe. Default 60.
+    #[serde(default = "default_inactivity_secs")]
+    pub inactivity_timeout_secs: u64,
+}
+
+fn default_inactivity_secs() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -3,6 +3,7 @@
 //! start a real daemon in-process (as mini-redis's `server::run`).
 
 pub mod cloud_health;
+pub mod device_control;
 pub mod session;
 pub mod status;
 
@@ -15,8 +16,11 @@ use tracing::Instrument;
 use crate::api::control;
 use crate::cloud::gds::GdsClient;
 use crate::config::{Config, ConfigError};
+use crate::events::EventBus;
 use crate::hw::board::Board;
 use crate::media;
+use crate::meeting_server::MeetingServerStatus;
+use crate::meeting_server::client::MeetingServerClient;
 use crate::net::backoff::Backoff;
 use crate::net::http::{HttpClient, HttpError};
 use crate::net::tls::{TlsError, TrustStore};
@@ -70,6 +74,7 @@ pub async fn run(
 pub struct Daemon {
     tasks: Tasks,
     session: SessionHandle,
+    bus: EventBus,
     status_tx: watch::Sender<DeviceStatus>,
     notifier: Notifier,
     started: Instant,
@@ -93,6 +98,11 @@ impl Daemon {
     /// The internal API: activation and factory reset (the control socket and the xAPI use it).
     pub fn session(&self) -> SessionHandle {
         self.session.clone()
+    }
+
+    /// The event bus (cloud events by namespace, resync requests), for in-process consumers.
+    pub fn events(&self) -> EventBus {
+        self.bus.clone()
     }
 
     /// Waits for `shutdown`, then stops every task within [`SHUTDOWN_DEADLINE`].
@@ -165,6 +175,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
 
     let trust = TrustStore::with_files(&config.cloud.extra_ca_files)?;
     let base_trust = trust.clone();
+    let base_trust_for_ms = trust.clone();
     if trust.extra_count() > 0 {
         tracing::info!(
             "trusting {} additional CA certificate(s) from configuration",
@@ -184,6 +195,28 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
+    let bus = EventBus::new();
+    {
+        let (bus, status_tx) = (bus.clone(), status_tx.clone());
+        tasks.spawn(Subsystem::Device.span(), move |shutdown| {
+            device_control::run_device_control(bus, status_tx, shutdown)
+        });
+    }
+    {
+        let (bus, status_tx) = (bus.clone(), status_tx.clone());
+        tasks.spawn(Subsystem::Device.span(), move |shutdown| {
+            device_control::run_feature_toggles(bus, status_tx, shutdown)
+        });
+    }
+    if let Some(meeting_server) = &config.meeting_server {
+        start_meeting_server(
+            &tasks,
+            &config,
+            meeting_server,
+            &base_trust_for_ms,
+            &status_tx,
+        );
+    }
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
     {
@@ -201,6 +234,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             base_trust,
             gds_url: gds_url.clone(),
             activation_url,
+            bus: bus.clone(),
         };
         tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
             session::run(context, stored, commands_rx, shutdown)
@@ -228,11 +262,57 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     Ok(Daemon {
         tasks,
         session,
+        bus,
         status_tx,
         notifier,
         started,
         span: tracing::Span::none(),
     })
+}
+
+/// Starts the Meeting Server events client; a configuration mistake is logged and shown in
+/// status, and the rest of the device keeps working.
+fn start_meeting_server(
+    tasks: &Tasks,
+    config: &Config,
+    meeting_server: &crate::config::MeetingServerConfig,
+    trust: &TrustStore,
+    status_tx: &watch::Sender<DeviceStatus>,
+) {
+    let span = Subsystem::MeetingServer.span();
+    let timeout = Duration::from_secs(config.cloud.request_timeout_secs.max(1));
+    let backoff = Backoff::new(
+        Duration::from_millis(config.cloud.retry_initial_ms.max(1)),
+        Duration::from_secs(config.websocket.backoff_max_secs.max(1)),
+    );
+    let client = match MeetingServerClient::new(meeting_server, trust, timeout, backoff) {
+        Ok(client) => client,
+        Err(e) => {
+            span.in_scope(|| tracing::error!("Meeting Server events disabled: {e}"));
+            status_tx.send_modify(|s| {
+                s.meeting_server = Some(MeetingServerStatus {
+                    base_url: meeting_server.base_url.clone(),
+                    state: "Misconfigured",
+                    detail: Some(e.to_string()),
+                    ..Default::default()
+                })
+            });
+            return;
+        }
+    };
+    let mut client_status = client.status();
+    let status_tx = status_tx.clone();
+    tasks.spawn(span.clone(), |shutdown| client.run(shutdown));
+    tasks.spawn(span, move |mut shutdown| async move {
+        loop {
+            let now = client_status.borrow_and_update().clone();
+            status_tx.send_modify(|s| s.meeting_server = Some(now));
+            tokio::select! {
+                changed = client_status.changed() => if changed.is_err() { return },
+                _ = shutdown.recv() => return,
+            }
+        }
+    });
 }
 
 /// The cloud URLs in force: after activation the ones locked then, whatever the

@@ -17,17 +17,20 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use crate::activation::code::ActivationCode;
 use crate::activation::flow::{ActivationClient, ActivationError};
 use crate::cloud::authed::AuthedClient;
+use crate::cloud::mercury::link::CloudLink;
+use crate::cloud::mercury::{MercuryConfig, MercuryStatus, Supervisor};
 use crate::cloud::registration::{self, HostSelector, Refreshed, Registered};
 use crate::cloud::tokens::TokenManager;
 use crate::config::Config;
 use crate::daemon::status::{ActivationState, CloudState, DeviceStatus};
+use crate::events::EventBus;
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpClient;
 use crate::net::tls::TrustStore;
 use crate::platform::logging::{Subsystem, message_id};
 use crate::proto::activation::DeviceInfo;
 use crate::proto::wdm::{Capabilities, RegisterRequest};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Tasks};
 use crate::store::StateDir;
 use crate::store::credentials::{Credentials, StoredRegistration};
 use tracing::Instrument;
@@ -97,6 +100,8 @@ pub struct SessionContext {
     pub base_trust: TrustStore,
     pub gds_url: String,
     pub activation_url: Option<String>,
+    /// Where the event socket publishes cloud events.
+    pub bus: EventBus,
 }
 
 impl SessionContext {
@@ -109,6 +114,20 @@ impl SessionContext {
             Duration::from_millis(self.config.cloud.retry_initial_ms.max(1)),
             Duration::from_secs(self.config.cloud.retry_max_secs.max(1)),
         )
+    }
+
+    fn mercury_config(&self) -> MercuryConfig {
+        let ws = &self.config.websocket;
+        MercuryConfig {
+            ping_interval: Duration::from_secs(ws.ping_interval_secs.max(1)),
+            pong_timeout: Duration::from_secs(ws.pong_timeout_secs.max(1)),
+            connect_timeout: self.timeout(),
+            backoff_initial: Duration::from_millis(ws.backoff_initial_ms.max(1)),
+            backoff_max: Duration::from_secs(ws.backoff_max_secs.max(1)),
+            stable_after: Duration::from_secs(ws.stable_secs.max(1)),
+            switchover_drain: Duration::from_secs(ws.switchover_drain_secs.max(1)),
+            ..MercuryConfig::default()
+        }
     }
 
     fn set_activation(&self, state: ActivationState) {
@@ -387,8 +406,11 @@ async fn activated(
     let mut next_trust = tokio::time::Instant::now() + trust_every;
     let mut token_backoff = ctx.backoff();
     let mut token_retry_at: Option<tokio::time::Instant> = None;
+    let (ws_urls, ws_url_rx) = watch::channel::<Option<String>>(None);
+    let (reregister_tx, mut reregister) = mpsc::channel::<()>(1);
+    let ws_tasks = start_event_socket(ctx, &trust, &tokens, ws_url_rx, reregister_tx);
 
-    loop {
+    let next = async { loop {
         let refresh_at = token_retry_at.unwrap_or(tokens.refresh_at().await);
         tokio::select! {
             _ = tokio::time::sleep_until(next_registration) => {
@@ -396,6 +418,13 @@ async fn activated(
                     .instrument(Subsystem::Registration.span())
                     .await {
                     Ok(now) => {
+                        let previous_url = registered.as_ref().map(|r| &r.registration.web_socket_url);
+                        if previous_url != Some(&now.registration.web_socket_url) {
+                            match &now.registration.web_socket_url {
+                                Some(url) => { ws_urls.send_replace(Some(url.clone())); }
+                                None => tracing::warn!("the WDM registration has no webSocketUrl; no event socket"),
+                            }
+                        }
                         registered = Some(now);
                         backoff.reset();
                         next_registration = tokio::time::Instant::now() + registration_every;
@@ -438,6 +467,11 @@ async fn activated(
                 ctx.status.send_modify(|s| s.registration.trust_refreshes += 1);
                 next_trust = tokio::time::Instant::now() + trust_every;
             }
+            Some(()) = reregister.recv() => {
+                // The event socket was closed for good: register afresh (a new socket URL).
+                registered = None;
+                next_registration = tokio::time::Instant::now();
+            }
             command = commands.recv() => match command {
                 None => return Next::Stop,
                 Some(SessionCommand::Activate { reply, .. }) => {
@@ -453,7 +487,59 @@ async fn activated(
             },
             _ = shutdown.recv() => return Next::Stop,
         }
+    } }
+    .await;
+    if let Err(e) = ws_tasks.shutdown(Duration::from_secs(3)).await {
+        tracing::warn!("event socket: {e}");
     }
+    ctx.status
+        .send_modify(|s| s.websocket = MercuryStatus::default());
+    next
+}
+
+/// Starts the event-socket supervisor and the task that mirrors its status; the socket
+/// dials once `urls` carries the registration's `webSocketUrl`.
+fn start_event_socket(
+    ctx: &SessionContext,
+    trust: &TrustStore,
+    tokens: &Arc<TokenManager>,
+    urls: watch::Receiver<Option<String>>,
+    reregister: mpsc::Sender<()>,
+) -> Tasks {
+    let tasks = Tasks::new();
+    let tls = match trust.client_config() {
+        Ok(tls) => Arc::new(tls),
+        Err(e) => {
+            tracing::error!("event socket disabled: {e}");
+            return tasks;
+        }
+    };
+    let config = ctx.mercury_config();
+    let link = CloudLink::new(Arc::clone(tokens), tls, config.timers(), reregister);
+    let supervisor = Supervisor::new(link, config, urls, ctx.bus.clone());
+    let mut ws_status = supervisor.status();
+    let status = ctx.status.clone();
+    tasks.spawn(Subsystem::Websocket.span(), |shutdown| {
+        supervisor.run(shutdown)
+    });
+    tasks.spawn(
+        Subsystem::Websocket.span(),
+        move |mut shutdown| async move {
+            loop {
+                tokio::select! {
+                    changed = ws_status.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = ws_status.borrow_and_update().clone();
+                        status.send_modify(|s| s.websocket = now);
+                    }
+                    _ = shutdown.recv() => return,
+                }
+            }
+        },
+    );
+    tasks
 }
 
 enum RegistrationOutcome {
@@ -535,14 +621,7 @@ async fn store_registration(
         .features
         .all()
         .into_iter()
-        .map(|(group, key, value)| {
-            let value = match value {
-                crate::proto::wdm::FeatureValue::Bool(b) => serde_json::json!(b),
-                crate::proto::wdm::FeatureValue::Number(n) => serde_json::json!(n),
-                crate::proto::wdm::FeatureValue::Text(t) => serde_json::json!(t),
-            };
-            (group.to_string(), key.to_string(), value)
-        })
+        .map(|(group, key, value)| (group.to_string(), key.to_string(), value.to_json()))
         .collect();
     ctx.status.send_modify(|s| {
         s.registration.state = "Registered";

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::clock::iso8601;
+use crate::cloud::mercury::{MercuryStatus, WsState};
+use crate::meeting_server::MeetingServerStatus;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceStatus {
@@ -15,7 +17,31 @@ pub struct DeviceStatus {
     pub cloud: CloudHealth,
     pub activation: ActivationState,
     pub registration: RegistrationStatus,
+    pub websocket: MercuryStatus,
+    pub audio: AudioStatus,
+    /// Present when a Meeting Server is configured.
+    pub meeting_server: Option<MeetingServerStatus>,
 }
+
+/// Speaker volume and microphone mute, as the room (and the cloud's `device.control`) set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioStatus {
+    /// 0..=100.
+    pub volume: u8,
+    pub microphones_muted: bool,
+}
+
+impl Default for AudioStatus {
+    fn default() -> Self {
+        Self {
+            volume: DEFAULT_VOLUME,
+            microphones_muted: false,
+        }
+    }
+}
+
+/// RoomOS's factory default volume.
+pub const DEFAULT_VOLUME: u8 = 50;
 
 /// Where the device is in its activation life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +151,9 @@ impl DeviceStatus {
                 state: "Disconnected",
                 ..Default::default()
             },
+            websocket: MercuryStatus::default(),
+            audio: AudioStatus::default(),
+            meeting_server: None,
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -148,7 +177,13 @@ impl DeviceStatus {
             }
             ActivationState::Activating => return "activating".into(),
             ActivationState::Activated { .. } if self.registration.state == "Registered" => {
-                return "registered".into();
+                return match self.websocket.state {
+                    WsState::Online => "registered".into(),
+                    state => format!(
+                        "registered; event socket {}",
+                        state.as_str().to_ascii_lowercase()
+                    ),
+                };
             }
             ActivationState::Activated { .. } => {
                 let detail = self
@@ -245,7 +280,37 @@ impl DeviceStatus {
                     .collect::<Vec<_>>()
             );
         }
-        json!({
+        let ws = &self.websocket;
+        let mut websocket = json!({
+            "Status": ws.state.as_str(),
+            "Connects": ws.connects,
+            "Reconnects": ws.reconnects,
+            "Switchovers": ws.switchovers,
+            "Events": ws.events,
+            "DuplicatesDropped": ws.duplicates,
+            "FramesDropped": ws.dropped_frames,
+            "SequenceGaps": ws.sequence_gaps,
+        });
+        if let Some(url) = &ws.url {
+            websocket["Url"] = json!(url);
+        }
+        if let Some(detail) = &ws.detail {
+            websocket["Detail"] = json!(detail);
+        }
+        if let Some(since) = ws.online_since {
+            websocket["OnlineSince"] = json!(iso8601(since));
+        }
+        if let Some(close) = &ws.last_close {
+            websocket["LastClose"] = json!(close);
+        }
+        if let Some(retry) = ws.next_retry {
+            websocket["NextRetryIn"] = json!(retry.as_secs_f64());
+        }
+        let mut tree = json!({
+            "Audio": {
+                "Volume": self.audio.volume,
+                "Microphones": { "Mute": if self.audio.microphones_muted { "On" } else { "Off" } },
+            },
             "SystemUnit": {
                 "State": self.system.as_str(),
                 "Software": { "Name": "roomd", "Version": env!("CARGO_PKG_VERSION") },
@@ -258,8 +323,76 @@ impl DeviceStatus {
                 "Activation": activation,
                 "Registration": registration,
                 "Discovery": discovery,
+                "WebSocket": websocket,
             },
+        });
+        if let Some(ms) = &self.meeting_server {
+            tree["Conference"] = conference_tree(ms);
+        }
+        tree
+    }
+}
+
+/// xStatus `Conference`: the Meeting Server connection and the conferences it reports.
+fn conference_tree(ms: &MeetingServerStatus) -> Value {
+    let mut server = json!({
+        "Url": ms.base_url,
+        "Status": ms.state,
+        "Reconnects": ms.reconnects,
+        "MessagesReceived": ms.messages_received,
+        "UnfollowedCalls": ms.unfollowed_calls,
+        "Subscription": ms.subscriptions.iter().map(|(index, resource, call, state)| {
+            let mut entry = json!({
+                "id": index,
+                "Type": resource,
+                "State": state.map(|s| s.as_str()).unwrap_or("requested"),
+            });
+            if let Some(call) = call {
+                entry["Call"] = json!(call);
+            }
+            entry
+        }).collect::<Vec<_>>(),
+    });
+    if let Some(detail) = &ms.detail {
+        server["Detail"] = json!(detail);
+    }
+    let calls: Vec<Value> = ms
+        .conferences
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, (id, conference))| {
+            let participants: Vec<Value> = conference
+                .roster
+                .iter()
+                .enumerate()
+                .map(|(j, (pid, p))| {
+                    let mut entry = json!({ "id": j + 1, "ParticipantId": pid, "Name": p.name() });
+                    for (key, value) in &p.fields {
+                        entry[capitalise(key)] = value.clone();
+                    }
+                    entry
+                })
+                .collect();
+            json!({
+                "id": i + 1,
+                "CallId": id,
+                "Name": conference.name(),
+                "Participants": conference.participant_count(),
+                "Info": conference.info,
+                "Participant": participants,
+            })
         })
+        .collect();
+    json!({ "MeetingServer": server, "Call": calls })
+}
+
+/// `movedParticipant` → `MovedParticipant` (xStatus names are capitalised).
+fn capitalise(key: &str) -> String {
+    let mut chars = key.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
     }
 }
 
@@ -289,6 +422,11 @@ mod tests {
         };
         assert_eq!(status.status_line(), "activated; registering");
         status.registration.state = "Registered";
+        assert_eq!(
+            status.status_line(),
+            "registered; event socket disconnected"
+        );
+        status.websocket.state = WsState::Online;
         assert_eq!(status.status_line(), "registered");
         status.activation = ActivationState::NeedsActivation {
             reason: "refresh token rejected".into(),

@@ -124,7 +124,8 @@ impl HttpClient {
         Self::with_tls(super::tls::unverified_client_config(), timeout)
     }
 
-    fn with_tls(tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, HttpError> {
+    /// A client over a TLS configuration built elsewhere (e.g. with a client certificate).
+    pub fn with_tls(tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(timeout)

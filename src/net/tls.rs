@@ -111,6 +111,45 @@ impl TrustStore {
     }
 }
 
+impl TrustStore {
+    /// A verifying client configuration that also presents `chain`/`key` (PEM files) when
+    /// the server asks for a client certificate (mutual TLS).
+    pub fn client_config_with_certificate(
+        &self,
+        chain: &Path,
+        key: &Path,
+    ) -> Result<rustls::ClientConfig, TlsError> {
+        use rustls_pki_types::PrivateKeyDer;
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let origin = chain.display().to_string();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(chain)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Pem {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::Empty { origin });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| TlsError::Pem {
+            origin: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| TlsError::Config(format!("client certificate: {e}")))
+    }
+}
+
 /// A client configuration that does not verify the server's certificate chain. Only for
 /// activation (wire profile §1.6): SRP authenticates both ends there, and a TLS-inspecting
 /// proxy whose CA only arrives in the service data's `trustList` must not break it.

@@ -23,6 +23,9 @@ pub enum Subsystem {
     Media,
     Activation,
     Registration,
+    Websocket,
+    MeetingServer,
+    Device,
 }
 
 impl Subsystem {
@@ -36,6 +39,9 @@ impl Subsystem {
             Subsystem::Media => "media",
             Subsystem::Activation => "activation",
             Subsystem::Registration => "registration",
+            Subsystem::Websocket => "websocket",
+            Subsystem::MeetingServer => "meeting-server",
+            Subsystem::Device => "device",
         }
     }
 
@@ -63,6 +69,15 @@ impl Subsystem {
             Subsystem::Registration => {
                 tracing::info_span!(parent: None, "registration", roomd_event = "registration")
             }
+            Subsystem::Websocket => {
+                tracing::info_span!(parent: None, "websocket", roomd_event = "websocket")
+            }
+            Subsystem::MeetingServer => {
+                tracing::info_span!(parent: None, "meeting-server", roomd_event = "meeting-server")
+            }
+            Subsystem::Device => {
+                tracing::info_span!(parent: None, "device", roomd_event = "device")
+            }
         }
     }
 }
@@ -84,6 +99,13 @@ pub mod message_id {
     pub const TOKEN_REFRESHED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e834";
     pub const REGISTERED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e840";
     pub const REGISTRATION_FAILED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e841";
+    pub const WEBSOCKET_ONLINE: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e850";
+    pub const WEBSOCKET_CLOSED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e851";
+    pub const WEBSOCKET_STOPPED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e852";
+    pub const WEBSOCKET_SEQUENCE_GAP: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e853";
+    pub const MEETING_SERVER_CONNECTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e860";
+    pub const MEETING_SERVER_LOST: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e861";
+    pub const DEVICE_CONTROL: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e870";
 }
 
 /// Where the logs ended up.

@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod gds;
+pub mod meeting_server;
+pub mod mercury;
 pub mod u2c;
 pub mod wdm;
 

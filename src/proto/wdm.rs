@@ -64,6 +64,17 @@ pub enum FeatureValue {
     Text(String),
 }
 
+impl FeatureValue {
+    /// The value as JSON (for status): a bool, a number, or a string.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            FeatureValue::Bool(b) => serde_json::json!(b),
+            FeatureValue::Number(n) => serde_json::json!(n),
+            FeatureValue::Text(t) => serde_json::json!(t),
+        }
+    }
+}
+
 impl FeatureToggle {
     pub fn value(&self) -> FeatureValue {
         match &self.val {
