@@ -1,7 +1,9 @@
 //! The admin API: plain HTTP on loopback, JSON in and out. Tests and people steer the simulated cloud
-//! with it (scenario, GDS state, faults) and read back what it received (requests, frames, datagrams).
+//! with it (scenario, GDS state, faults, mercury events) and read back what it received (requests,
+//! WebSocket frames and acks, datagrams).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::alt::AltMode;
 use crate::faults::Fault;
-use crate::scenario::{Scenario, WdmFeatures};
+use crate::mercury::{self, PongMode};
+use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::server::SimInfo;
 use crate::state::SimState;
 
@@ -71,6 +74,28 @@ pub(crate) fn router(state: AdminState) -> Router {
             get(ws_received).delete(clear_ws_received),
         )
         .route("/admin/ws/close", post(ws_close))
+        .route("/admin/mercury/events", post(mercury_events))
+        .route("/admin/mercury/raw", post(mercury_raw))
+        .route("/admin/mercury/shutdown", post(mercury_shutdown))
+        .route("/admin/mercury/pongs", get(get_pongs).post(post_pongs))
+        .route("/admin/mercury/stall", post(mercury_stall))
+        .route("/admin/mercury/skip-sequence", post(mercury_skip))
+        .route(
+            "/admin/mercury/auth-timeout",
+            get(get_auth_timeout).put(put_auth_timeout),
+        )
+        .route(
+            "/admin/mercury/feature-toggle",
+            post(mercury_feature_toggle),
+        )
+        .route("/admin/mercury/connections", get(mercury_connections))
+        .route(
+            "/admin/mercury/received",
+            get(mercury_received).delete(clear_ws_received),
+        )
+        .route("/admin/mercury/delivered", get(mercury_delivered))
+        .route("/admin/mercury/acks", get(mercury_acks))
+        .route("/admin/mercury/close", post(ws_close))
         .route("/admin/udp", get(list_udp).delete(clear_udp))
         .route("/admin/hosts/alt", get(get_alt).post(post_alt))
         .route("/admin/activations", get(list_activations))
@@ -168,25 +193,42 @@ async fn clear_requests(State(s): State<AdminState>) -> Json<Value> {
     ok()
 }
 
-/// Sends the body, exactly as posted, as one text frame to every connected WebSocket.
+/// Sends the body, exactly as posted, as one text frame to the online mercury socket of every
+/// registration.
 async fn push_event(State(s): State<AdminState>, body: Bytes) -> AdminResult {
     let _: Value = parse(&body)?;
     let text = std::str::from_utf8(&body).map_err(AdminError::bad_request)?;
-    let delivered = s.sim.hub.broadcast(text);
+    let delivered = mercury::push_raw(&s.sim, None, text).len();
     Ok(Json(json!({ "delivered": delivered })))
 }
 
 async fn ws_status(State(s): State<AdminState>) -> Json<Value> {
-    Json(json!({ "connected": s.sim.hub.connected() }))
+    Json(json!({ "connected": s.sim.mercury.open_count() }))
 }
 
 async fn ws_received(State(s): State<AdminState>) -> Json<Vec<String>> {
-    Json(s.sim.hub.received.snapshot())
+    Json(
+        s.sim
+            .mercury
+            .received()
+            .into_iter()
+            .map(|f| f.text)
+            .collect(),
+    )
 }
 
 async fn clear_ws_received(State(s): State<AdminState>) -> Json<Value> {
-    s.sim.hub.received.clear();
+    s.sim.mercury.clear_received();
     ok()
+}
+
+/// A body that may be empty: empty means `{}`.
+fn parse_or_default<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        parse(b"{}")
+    } else {
+        parse(body)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +241,9 @@ struct CloseRequest {
     /// Drop the connections without a close frame instead (the client sees 1006).
     #[serde(default)]
     abort: bool,
+    /// Only this connection id; all open ones when absent.
+    #[serde(default)]
+    connection: Option<u64>,
 }
 
 fn normal_closure() -> u16 {
@@ -206,21 +251,205 @@ fn normal_closure() -> u16 {
 }
 
 async fn ws_close(State(s): State<AdminState>, body: Bytes) -> AdminResult {
-    // An empty body means a normal closure.
-    let req: CloseRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        parse(b"{}")?
-    } else {
-        parse(&body)?
-    };
+    let req: CloseRequest = parse_or_default(&body)?;
     let closed = if req.abort {
-        s.sim.hub.abort_all()
+        s.sim.mercury.abort(req.connection)
     } else {
         s.sim
-            .hub
-            .close_all(req.code, &req.reason)
+            .mercury
+            .close(req.connection, req.code, &req.reason)
             .map_err(AdminError::bad_request)?
     };
     Ok(Json(json!({ "closed": closed })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsRequest {
+    /// One event's `data` (`{"eventType":..,..}`).
+    data: Option<Value>,
+    /// Several, in order: each a `data` object, or `{"data":{..}}`.
+    events: Option<Vec<Value>>,
+    /// Only this registration (WDM device id); every registration when absent.
+    registration: Option<String>,
+}
+
+/// `{"data":{..}}` in a batch is unwrapped; a bare data object is taken as is.
+fn unwrap_data(v: Value) -> Value {
+    match v {
+        Value::Object(mut m) if !m.contains_key("eventType") && m.contains_key("data") => {
+            m.remove("data").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
+async fn mercury_events(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: EventsRequest = parse(&body)?;
+    let datas = match (req.data, req.events) {
+        (Some(d), None) => vec![d],
+        (None, Some(list)) => list.into_iter().map(unwrap_data).collect(),
+        _ => {
+            return Err(AdminError::bad_request(
+                "give exactly one of data or events",
+            ));
+        }
+    };
+    let out = mercury::push(&s.sim, req.registration.as_deref(), &datas)
+        .map_err(|e| AdminError::bad_request(format!("{e:#}")))?;
+    Ok(Json(json!(out)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    /// Sent byte for byte.
+    text: Option<String>,
+    /// Build a valid event frame of exactly this many bytes instead.
+    oversized_bytes: Option<usize>,
+    /// The oversized frame's `trackingId` (default `roomd-sim_<uuid>`).
+    #[serde(rename = "trackingId")]
+    tracking_id: Option<String>,
+    registration: Option<String>,
+}
+
+async fn mercury_raw(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: RawRequest = parse(&body)?;
+    let registration = req.registration.as_deref();
+    let connections = match (req.text, req.oversized_bytes) {
+        (Some(text), None) => mercury::push_raw(&s.sim, registration, &text),
+        (None, Some(n)) => {
+            mercury::push_oversized(&s.sim, registration, n, req.tracking_id.as_deref())
+                .map_err(|e| AdminError::bad_request(format!("{e:#}")))?
+        }
+        _ => {
+            return Err(AdminError::bad_request(
+                "give exactly one of text or oversized_bytes",
+            ));
+        }
+    };
+    Ok(Json(json!({ "connections": connections })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Selector {
+    registration: Option<String>,
+}
+
+async fn mercury_shutdown(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: Selector = parse_or_default(&body)?;
+    let sent = s.sim.mercury.shutdown(req.registration.as_deref());
+    Ok(Json(json!({ "shutdown": sent })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PongRequest {
+    mode: String,
+}
+
+async fn get_pongs(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({ "mode": s.sim.mercury.pong_mode().as_str() }))
+}
+
+async fn post_pongs(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: PongRequest = parse(&body)?;
+    let mode = PongMode::parse(&req.mode).map_err(AdminError::bad_request)?;
+    s.sim.mercury.set_pong_mode(mode);
+    Ok(Json(json!({ "mode": mode.as_str() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StallRequest {
+    stalled: bool,
+    connection: Option<u64>,
+}
+
+async fn mercury_stall(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: StallRequest = parse(&body)?;
+    let n = s.sim.mercury.stall(req.connection, req.stalled);
+    Ok(Json(json!({ "stalled": req.stalled, "connections": n })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipRequest {
+    count: u64,
+}
+
+async fn mercury_skip(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: SkipRequest = parse(&body)?;
+    s.sim.mercury.skip_sequence(req.count);
+    Ok(Json(json!({ "count": req.count })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthTimeoutRequest {
+    secs: f64,
+}
+
+async fn get_auth_timeout(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({ "secs": s.sim.mercury.auth_timeout().as_secs_f64() }))
+}
+
+async fn put_auth_timeout(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: AuthTimeoutRequest = parse(&body)?;
+    #[allow(clippy::cast_precision_loss)]
+    let max = MAX_AUTH_TIMEOUT_SECS as f64;
+    if !(req.secs > 0.0 && req.secs <= max) {
+        return Err(AdminError::bad_request(format!(
+            "secs must be more than 0 and at most {MAX_AUTH_TIMEOUT_SECS}"
+        )));
+    }
+    s.sim
+        .mercury
+        .set_auth_timeout(Duration::from_secs_f64(req.secs));
+    Ok(Json(json!({ "secs": req.secs })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeatureToggleRequest {
+    key: String,
+    val: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn mercury_feature_toggle(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: FeatureToggleRequest = parse(&body)?;
+    let out = mercury::feature_toggle(&s.sim, &req.key, &req.val, &req.kind)
+        .map_err(|e| AdminError::bad_request(format!("{e:#}")))?;
+    Ok(Json(json!(out)))
+}
+
+async fn mercury_connections(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!(s.sim.mercury.connections()))
+}
+
+async fn mercury_received(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!(s.sim.mercury.received()))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeliveredFilter {
+    registration: Option<String>,
+}
+
+async fn mercury_delivered(
+    State(s): State<AdminState>,
+    Query(filter): Query<DeliveredFilter>,
+) -> Json<Value> {
+    Json(json!(
+        s.sim.mercury.delivered(filter.registration.as_deref())
+    ))
+}
+
+async fn mercury_acks(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!(s.sim.mercury.acks()))
 }
 
 async fn list_udp(State(s): State<AdminState>) -> Json<Value> {

@@ -17,7 +17,9 @@
 //! - `identity`, `tokens`: token refresh and the store of every token issued.
 //! - `auth`: the bearer check in front of the post-activation services.
 //! - `u2c`, `wdm`: the service catalog (hostmap) and device registration.
-//! - `events`: the `GET /mercury` WebSocket and pushing frames to it.
+//! - `mercury`: the event WebSocket `GET /mercury/registrations/{id}/messages` (authorization, events
+//!   with sequence numbers, acks, ping/pong, shutdown and make-before-break), split into `frames`
+//!   (exact bytes), `hub` (sockets and registrations) and `socket` (one task per socket).
 //! - `udp`: UDP sockets (echo for now, STUN later).
 //! - `recorder`: [`ReceivedRequest`], the bounded log of every HTTPS request.
 //! - `faults`: [`Fault`], canned error answers for any HTTPS route.
@@ -29,11 +31,11 @@ mod admin;
 mod alt;
 mod auth;
 mod clock;
-mod events;
 mod faults;
 mod gds;
 mod http;
 mod identity;
+mod mercury;
 mod recorder;
 mod scenario;
 mod server;
@@ -48,10 +50,14 @@ mod wdm;
 
 pub use activation::{ActivationRecord, MAX_FAILURES};
 pub use faults::Fault;
+pub use mercury::{
+    AckRecord, ClosedBy, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, PushOutcome,
+    ReceivedFrame, SentFrame,
+};
 pub use recorder::ReceivedRequest;
 pub use scenario::{
-    Cluster, DEFAULT_ORG_ID, Device, DeviceFault, FeatureToggle, GdsScenario, Scenario,
-    TokensScenario, WdmFeatures, WdmScenario,
+    Cluster, DEFAULT_ORG_ID, Device, DeviceFault, FeatureToggle, GdsScenario,
+    MAX_AUTH_TIMEOUT_SECS, MercuryScenario, Scenario, TokensScenario, WdmFeatures, WdmScenario,
 };
 pub use server::{SimHandle, SimInfo, SimOptions, start};
 pub use udp::UdpDatagram;

@@ -24,6 +24,8 @@ pub struct Scenario {
     pub tokens: TokensScenario,
     /// `[wdm]`: what device registration answers.
     pub wdm: WdmScenario,
+    /// `[mercury]`: the event WebSocket.
+    pub mercury: MercuryScenario,
 }
 
 /// `[gds]`: the state `GET /gds/health` reports.
@@ -142,6 +144,26 @@ impl Default for TokensScenario {
 
 /// Longest token lifetime a scenario may ask for (100 years, so `Instant` arithmetic never overflows).
 const MAX_LIFETIME_SECS: u64 = 100 * 365 * 86_400;
+
+/// `[mercury]`: the event WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MercuryScenario {
+    /// Seconds a socket may stay without an authorization frame before the server closes it with
+    /// 1008 "authorization timeout"; default 30 (wire profile §3).
+    pub auth_timeout_secs: u64,
+}
+
+impl Default for MercuryScenario {
+    fn default() -> Self {
+        Self {
+            auth_timeout_secs: 30,
+        }
+    }
+}
+
+/// Longest mercury authorization timeout a scenario or the admin may set (one day).
+pub const MAX_AUTH_TIMEOUT_SECS: u64 = 86_400;
 
 /// `[wdm]`: device registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +333,10 @@ impl Scenario {
             }
         }
         self.wdm.features.validate()?;
+        let auth = self.mercury.auth_timeout_secs;
+        if auth == 0 || auth > MAX_AUTH_TIMEOUT_SECS {
+            bail!("mercury.auth_timeout_secs must be within 1..={MAX_AUTH_TIMEOUT_SECS}");
+        }
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
                 bail!("clusters[{i}].name must not be empty");
@@ -407,6 +433,7 @@ mod tests {
         assert_eq!(s.devices[0].activation_code, "4353450012345678");
         assert_eq!(s.tokens, TokensScenario::default());
         assert_eq!(s.wdm.features, WdmFeatures::default());
+        assert_eq!(s.mercury, MercuryScenario::default());
     }
 
     #[test]
@@ -415,6 +442,8 @@ mod tests {
             r#"
             [tokens]
             access_lifetime_secs = 60
+            [mercury]
+            auth_timeout_secs = 1
             [wdm.features]
             developer = [{ key = "a", val = "1" }]
             [[devices]]
@@ -438,6 +467,8 @@ mod tests {
         assert_eq!(d.fault, DeviceFault::None);
         assert_eq!(d.org_id(), DEFAULT_ORG_ID);
         assert_eq!(s.tokens.access_lifetime_secs, 60);
+        assert_eq!(s.mercury.auth_timeout_secs, 1);
+        assert_eq!(Scenario::default().mercury.auth_timeout_secs, 30);
         assert_eq!(s.tokens.refresh_lifetime_secs, 5_184_000);
         assert_eq!(s.wdm.features.developer, vec![FeatureToggle::new("a", "1")]);
         assert!(
@@ -462,6 +493,8 @@ mod tests {
                 "[tokens]\naccess_lifetime_secs = 0\n",
                 "access_lifetime_secs",
             ),
+            ("[mercury]\nauth_timeout_secs = 0\n", "auth_timeout_secs"),
+            ("[mercury]\npong = 1\n", "unknown field `pong`"),
             (
                 "[wdm.features]\nuser = [{ key = \"a\", val = \"1\" }, { key = \"a\", val = \"2\" }]\n",
                 "twice",

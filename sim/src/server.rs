@@ -19,12 +19,15 @@ use crate::activation::ActivationRecord;
 use crate::admin::{self, AdminState};
 use crate::alt::{self, AltControl, AltMode};
 use crate::faults::{self, Fault};
+use crate::mercury::{
+    AckRecord, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, ReceivedFrame, SentFrame,
+};
 use crate::recorder::{self, ReceivedRequest};
-use crate::scenario::{Scenario, WdmFeatures};
+use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
 use crate::state::{AppState, Endpoints, ListenerCtx, SimState};
 use crate::udp::{self, UdpDatagram};
-use crate::{activation, auth, events, gds, identity, tls, u2c, wdm};
+use crate::{activation, auth, gds, identity, mercury, tls, u2c, wdm};
 
 /// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
@@ -278,8 +281,10 @@ fn cloud_router(app: AppState, alt: Option<Arc<AltControl>>) -> Router {
         .nest("/activation", activation::router())
         .nest("/identity", identity::router())
         .merge(protected)
-        .route("/mercury", get(events::upgrade))
-        .route("/mercury/registrations/{id}/messages", get(events::upgrade))
+        .route(
+            "/mercury/registrations/{id}/messages",
+            get(mercury::upgrade),
+        )
         .fallback(not_found)
         // The last layer runs first: record everything, then (alt only) fail the host, then maybe
         // answer from a fault.
@@ -494,25 +499,246 @@ impl SimHandle {
         self.sim.faults.clear();
     }
 
-    /// Sends one text frame to every connected WebSocket; returns how many took it
-    /// (as `POST /admin/events`).
+    /// Sends one text frame, byte for byte, to the online mercury socket of every registration;
+    /// returns how many took it (as `POST /admin/events`).
     pub fn push_event(&self, text: &str) -> usize {
-        self.sim.hub.broadcast(text)
+        mercury::push_raw(&self.sim, None, text).len()
     }
 
-    /// Connected WebSockets (as `GET /admin/ws`).
+    /// Open (not yet closed) mercury sockets, authorizing ones included (as `GET /admin/ws`).
     pub fn ws_connected(&self) -> usize {
-        self.sim.hub.connected()
+        self.sim.mercury.open_count()
     }
 
-    /// Text frames the WebSocket clients sent (as `GET /admin/ws/received`).
+    /// Text of every frame the mercury clients sent, oldest first (as `GET /admin/ws/received`).
     pub fn ws_received(&self) -> Vec<String> {
-        self.sim.hub.received.snapshot()
+        self.sim
+            .mercury
+            .received()
+            .into_iter()
+            .map(|f| f.text)
+            .collect()
     }
 
-    /// Closes every WebSocket with `code` and `reason` (as `POST /admin/ws/close`).
+    /// Closes every open mercury socket with `code` and `reason`; how many (as `POST /admin/ws/close`).
     pub fn close_websockets(&self, code: u16, reason: &str) -> anyhow::Result<usize> {
-        self.sim.hub.close_all(code, reason)
+        self.sim.mercury.close(None, code, reason)
+    }
+
+    /// Closes one open mercury socket; false when it is not open (as `POST /admin/mercury/close`).
+    pub fn close_websocket(
+        &self,
+        connection: u64,
+        code: u16,
+        reason: &str,
+    ) -> anyhow::Result<bool> {
+        Ok(self.sim.mercury.close(Some(connection), code, reason)? > 0)
+    }
+
+    /// Drops every open mercury socket's TCP connection without a close frame (the client sees
+    /// 1006); how many (as `POST /admin/ws/close {"abort":true}`).
+    pub fn abort_websockets(&self) -> usize {
+        self.sim.mercury.abort(None)
+    }
+
+    /// Drops one open mercury socket without a close frame; false when it is not open.
+    pub fn abort_websocket(&self, connection: u64) -> bool {
+        self.sim.mercury.abort(Some(connection)) > 0
+    }
+
+    /// Wraps `data` (`{"eventType":..,..}`) in an event frame for the online socket of every
+    /// registration (as `POST /admin/mercury/events`). Empty when none is online: the event is
+    /// dropped. Errors when `data` has no string `eventType`.
+    pub fn mercury_push(&self, data: serde_json::Value) -> anyhow::Result<Vec<DeliveredEvent>> {
+        Ok(mercury::push(&self.sim, None, &[data])?.delivered)
+    }
+
+    /// As [`SimHandle::mercury_push`], to one registration (WDM device id) only.
+    pub fn mercury_push_to(
+        &self,
+        registration: &str,
+        data: serde_json::Value,
+    ) -> anyhow::Result<Vec<DeliveredEvent>> {
+        Ok(mercury::push(&self.sim, Some(registration), &[data])?.delivered)
+    }
+
+    /// Several events, delivered in order (as `POST /admin/mercury/events {"events":[..]}`).
+    pub fn mercury_push_batch(
+        &self,
+        datas: &[serde_json::Value],
+    ) -> anyhow::Result<Vec<DeliveredEvent>> {
+        Ok(mercury::push(&self.sim, None, datas)?.delivered)
+    }
+
+    /// `text` byte for byte to every online socket; the connection ids it reached (as
+    /// `POST /admin/mercury/raw {"text":..}`). Uses no sequence number.
+    pub fn mercury_push_raw(&self, text: &str) -> Vec<u64> {
+        mercury::push_raw(&self.sim, None, text)
+    }
+
+    /// A valid JSON event frame of exactly `bytes` bytes (no `sequenceNumber`, so dropping it
+    /// leaves no gap) to every online socket (as `POST /admin/mercury/raw {"oversized_bytes":..}`).
+    pub fn mercury_push_oversized(
+        &self,
+        bytes: usize,
+        tracking_id: &str,
+    ) -> anyhow::Result<Vec<u64>> {
+        mercury::push_oversized(&self.sim, None, bytes, Some(tracking_id))
+    }
+
+    /// Sends `{"id","type":"shutdown"}` to every socket receiving events (as
+    /// `POST /admin/mercury/shutdown`); each keeps its events until its registration's next socket
+    /// is online, then gets 4001 "replaced after switchover".
+    pub fn mercury_shutdown(&self) -> Vec<SentFrame> {
+        self.sim.mercury.shutdown(None)
+    }
+
+    /// `answer` (default), `withhold` or `mismatch` (as `POST /admin/mercury/pongs`).
+    pub fn mercury_set_pong_mode(&self, mode: &str) -> anyhow::Result<()> {
+        self.sim.mercury.set_pong_mode(PongMode::parse(mode)?);
+        Ok(())
+    }
+
+    /// The pong mode in force.
+    pub fn mercury_pong_mode(&self) -> String {
+        self.sim.mercury.pong_mode().as_str().to_owned()
+    }
+
+    /// Stalls (or resumes) every open socket: no reads, no writes, TCP kept open; how many (as
+    /// `POST /admin/mercury/stall`). Frames queued meanwhile are written on resume.
+    pub fn mercury_stall(&self, stalled: bool) -> usize {
+        self.sim.mercury.stall(None, stalled)
+    }
+
+    /// As [`SimHandle::mercury_stall`] for one socket; false when it is not open.
+    pub fn mercury_stall_connection(&self, connection: u64, stalled: bool) -> bool {
+        self.sim.mercury.stall(Some(connection), stalled) > 0
+    }
+
+    /// The next push's first event skips `count` extra sequence numbers on every socket it reaches
+    /// (as `POST /admin/mercury/skip-sequence`).
+    pub fn mercury_skip_sequence(&self, count: u64) {
+        self.sim.mercury.skip_sequence(count);
+    }
+
+    /// Authorization timeout for sockets opened from now on (as `PUT /admin/mercury/auth-timeout`);
+    /// must be more than 0 and at most one day.
+    pub fn mercury_set_auth_timeout(&self, timeout: Duration) -> anyhow::Result<()> {
+        if timeout.is_zero() || timeout > Duration::from_secs(MAX_AUTH_TIMEOUT_SECS) {
+            bail!("auth timeout must be more than 0 and at most {MAX_AUTH_TIMEOUT_SECS} s");
+        }
+        self.sim.mercury.set_auth_timeout(timeout);
+        Ok(())
+    }
+
+    /// Every socket, oldest first (as `GET /admin/mercury/connections`).
+    pub fn mercury_connections(&self) -> Vec<ConnectionInfo> {
+        self.sim.mercury.connections()
+    }
+
+    /// Events handed to sockets, of one registration or all, oldest first, each marked `acked`
+    /// (as `GET /admin/mercury/delivered`).
+    pub fn mercury_delivered(&self, registration: Option<&str>) -> Vec<DeliveredEvent> {
+        self.sim.mercury.delivered(registration)
+    }
+
+    /// Acks the clients sent, oldest first (as `GET /admin/mercury/acks`).
+    pub fn mercury_acked(&self) -> Vec<AckRecord> {
+        self.sim.mercury.acks()
+    }
+
+    /// Frames the clients sent, oldest first (as `GET /admin/mercury/received`).
+    pub fn mercury_received(&self) -> Vec<ReceivedFrame> {
+        self.sim.mercury.received()
+    }
+
+    /// Sets one WDM feature toggle on every device (`kind`: `DEV`, `USER` or `ENTITLEMENT`,
+    /// case-insensitive) and pushes `featureToggle_update` (as `POST /admin/mercury/feature-toggle`).
+    pub fn mercury_feature_toggle(
+        &self,
+        key: &str,
+        val: &str,
+        kind: &str,
+    ) -> anyhow::Result<Vec<DeliveredEvent>> {
+        Ok(mercury::feature_toggle(&self.sim, key, val, kind)?.delivered)
+    }
+
+    /// Waits until `check` holds for the socket list, re-checking on every mercury change (no
+    /// polling); returns the list. Fails after `timeout`.
+    pub async fn wait_connections(
+        &self,
+        mut check: impl FnMut(&[ConnectionInfo]) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<ConnectionInfo>> {
+        self.sim
+            .mercury
+            .wait(timeout, "mercury connections", |hub| {
+                let conns = hub.connections();
+                check(&conns).then_some(conns)
+            })
+            .await
+    }
+
+    /// Waits until socket `connection` satisfies `check`; fails after `timeout`.
+    pub async fn wait_connection(
+        &self,
+        connection: u64,
+        mut check: impl FnMut(&ConnectionInfo) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<ConnectionInfo> {
+        let what = format!("mercury connection {connection}");
+        self.sim
+            .mercury
+            .wait(timeout, &what, |hub| {
+                hub.connections()
+                    .into_iter()
+                    .find(|c| c.id == connection && check(c))
+            })
+            .await
+    }
+
+    /// Waits until a socket is `online` and returns the newest such (a socket that got `shutdown`
+    /// is `shutting-down`, so after a shutdown this is its successor).
+    pub async fn wait_mercury_online(&self, timeout: Duration) -> anyhow::Result<ConnectionInfo> {
+        self.sim
+            .mercury
+            .wait(timeout, "an online mercury socket", |hub| {
+                hub.connections()
+                    .into_iter()
+                    .rev()
+                    .find(|c| c.state == ConnectionState::Online)
+            })
+            .await
+    }
+
+    /// Waits until the client acked `message_id`; fails after `timeout`.
+    pub async fn wait_acked(
+        &self,
+        message_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<AckRecord> {
+        let what = format!("an ack of {message_id}");
+        self.sim
+            .mercury
+            .wait(timeout, &what, |hub| {
+                hub.acks().into_iter().find(|a| a.message_id == message_id)
+            })
+            .await
+    }
+
+    /// Waits until `check` holds for the frames the clients sent; returns them.
+    pub async fn wait_received(
+        &self,
+        mut check: impl FnMut(&[ReceivedFrame]) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<ReceivedFrame>> {
+        self.sim
+            .mercury
+            .wait(timeout, "mercury client frames", |hub| {
+                let frames = hub.received();
+                check(&frames).then_some(frames)
+            })
+            .await
     }
 
     /// Datagrams received on the UDP sockets (as `GET /admin/udp`).

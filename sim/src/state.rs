@@ -1,11 +1,12 @@
 //! Shared state: what every service and the admin API read and change.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::activation::Activation;
 use crate::alt::AltControl;
-use crate::events::Hub;
 use crate::faults::FaultTable;
+use crate::mercury::Hub;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
 use crate::scenario::{Scenario, WdmFeatures};
 use crate::shutdown::Shutdown;
@@ -30,7 +31,8 @@ pub(crate) struct SimState {
     scenario: Mutex<Scenario>,
     pub requests: BoundedLog<ReceivedRequest>,
     pub faults: FaultTable,
-    pub hub: Arc<Hub>,
+    /// The mercury event WebSocket: sockets, registrations, logs, admin settings.
+    pub mercury: Arc<Hub>,
     pub udp: BoundedLog<UdpDatagram>,
     pub endpoints: Endpoints,
     pub activation: Activation,
@@ -43,10 +45,10 @@ impl SimState {
     pub(crate) fn new(scenario: Scenario, endpoints: Endpoints, alt: Arc<AltControl>) -> Self {
         Self {
             activation: Activation::new(&scenario),
+            mercury: Arc::new(Hub::new(auth_timeout(&scenario))),
             scenario: Mutex::new(scenario),
             requests: BoundedLog::new(LOG_CAPACITY),
             faults: FaultTable::default(),
-            hub: Arc::new(Hub::default()),
             udp: BoundedLog::new(LOG_CAPACITY),
             endpoints,
             tokens: TokenStore::default(),
@@ -64,9 +66,11 @@ impl SimState {
         f(&lock(&self.scenario))
     }
 
-    /// Replaces the scenario; activation follows its devices (unchanged codes keep their state).
+    /// Replaces the scenario; activation follows its devices (unchanged codes keep their state) and
+    /// mercury its authorization timeout (for sockets opened afterwards).
     pub(crate) fn replace_scenario(&self, scenario: Scenario) {
         self.activation.sync(&scenario);
+        self.mercury.set_auth_timeout(auth_timeout(&scenario));
         *lock(&self.scenario) = scenario;
     }
 
@@ -79,6 +83,10 @@ impl SimState {
         self.wdm.set_features(&features);
         lock(&self.scenario).wdm.features = features;
     }
+}
+
+fn auth_timeout(scenario: &Scenario) -> Duration {
+    Duration::from_secs(scenario.mercury.auth_timeout_secs)
 }
 
 /// Which listener a router serves, for URLs that point back at it and for the recorder.

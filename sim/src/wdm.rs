@@ -64,6 +64,16 @@ impl WdmStore {
             .collect()
     }
 
+    /// Whether `id` is a registered device (mercury's 4403 check).
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        lock(&self.inner).devices.contains_key(id)
+    }
+
+    /// Ids of every registered device.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        lock(&self.inner).devices.keys().cloned().collect()
+    }
+
     pub(crate) fn delete(&self, id: &str) -> bool {
         lock(&self.inner).devices.remove(id).is_some()
     }
