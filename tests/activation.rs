@@ -34,7 +34,13 @@ async fn activation_then_registration_with_the_trust_list_installed() {
         registered.activation,
         ActivationState::Activated { .. }
     ));
-    assert!(registered.status_line() == "registered");
+    assert!(registered.status_line().starts_with("registered"));
+    // The event socket follows the registration.
+    let online = wait_status(&mut status, "event socket online", |s| {
+        s.websocket.state == roomd::cloud::mercury::WsState::Online
+    })
+    .await;
+    assert_eq!(online.status_line(), "registered");
     // Feature toggles follow the bool/number/string rule.
     assert!(
         registered

@@ -65,6 +65,11 @@ async fn a_401_forces_one_refresh_then_the_request_is_retried() {
         c.cloud.registration_refresh_secs = 1;
     })
     .await;
+    // The event socket authorizes with the token too; let it settle first so the 401 is the PUT's.
+    wait_status(&mut status, "event socket online", |s| {
+        s.websocket.state == roomd::cloud::mercury::WsState::Online
+    })
+    .await;
     sim.clear_received();
     sim.expire_access_tokens();
     let before = status.borrow().registration.refreshes;

@@ -307,10 +307,6 @@ impl DeviceStatus {
             websocket["NextRetryIn"] = json!(retry.as_secs_f64());
         }
         let mut tree = json!({
-            "Audio": {
-                "Volume": self.audio.volume,
-                "Microphones": { "Mute": if self.audio.microphones_muted { "On" } else { "Off" } },
-            },
             "SystemUnit": {
                 "State": self.system.as_str(),
                 "Software": { "Name": "roomd", "Version": env!("CARGO_PKG_VERSION") },
@@ -325,6 +321,10 @@ impl DeviceStatus {
                 "Discovery": discovery,
                 "WebSocket": websocket,
             },
+        });
+        tree["Audio"] = json!({
+            "Volume": self.audio.volume,
+            "Microphones": { "Mute": if self.audio.microphones_muted { "On" } else { "Off" } },
         });
         if let Some(ms) = &self.meeting_server {
             tree["Conference"] = conference_tree(ms);
