@@ -249,8 +249,10 @@ impl<L: Link> Supervisor<L> {
                     }
                     let url = self.urls.borrow_and_update().clone();
                     self.status.send_modify(|s| s.url = url.clone());
-                    if current.is_none() && url.is_some() {
-                        // A (new) registration: start over, also after a stop or a refusal.
+                    if current.is_none() && dial_at.is_none() && url.is_some() {
+                        // A (new) registration while idle (no URL yet, stopped, refused):
+                        // start over. A scheduled retry keeps its delay (a permanent close
+                        // retries slowly even though it re-registered) and uses the new URL.
                         self.backoff.reset();
                         dial_at = Some(Instant::now());
                     }

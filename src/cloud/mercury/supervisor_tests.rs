@@ -387,3 +387,19 @@ async fn resync_is_requested_on_connect_and_reconnect() {
     assert_eq!(resync.reason, ResyncReason::Reconnected);
     h.tasks.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_registration_restarts_a_refused_socket() {
+    let mut h = start(vec![
+        Script::CloseBeforeOnline { code: 4403 },
+        Script::Online,
+    ]);
+    wait_for(&mut h.status, |s| s.state == WsState::Failed).await;
+    h._urls
+        .send(Some("wss://mercury.test/new".to_string()))
+        .unwrap();
+    let online = wait_for(&mut h.status, |s| s.state == WsState::Online).await;
+    assert_eq!(online.url.as_deref(), Some("wss://mercury.test/new"));
+    assert_eq!(h.record.lock().unwrap().dials.len(), 2);
+    h.tasks.shutdown(Duration::from_secs(5)).await.unwrap();
+}
