@@ -187,7 +187,30 @@ pub async fn run(loaded: Result<Loaded, ConfigError>) -> CheckReport {
             Err(e) => fail(format!("HTTP client: {e}")),
         });
     }
+    if let Some(meeting_server) = &config.meeting_server {
+        connectivity.push(check_meeting_server(config, meeting_server, &trust).await);
+    }
     report
+}
+
+/// The Meeting Server section: credentials file (and its mode), TLS files, then the API
+/// user against `POST /api/v1/authTokens`.
+async fn check_meeting_server(
+    config: &crate::config::Config,
+    meeting_server: &crate::config::MeetingServerConfig,
+    trust: &TrustStore,
+) -> CheckLine {
+    use crate::meeting_server::client::MeetingServerClient;
+    let timeout = Duration::from_secs(config.cloud.request_timeout_secs.max(1));
+    let backoff = crate::net::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+    let url = &meeting_server.base_url;
+    match MeetingServerClient::new(meeting_server, trust, timeout, backoff) {
+        Ok(client) => match client.probe_auth().await {
+            Ok(()) => ok(format!("Meeting Server {url}: API user accepted (auth token issued)")),
+            Err(e) => fail(format!("Meeting Server {url}: {e}")),
+        },
+        Err(e) => fail(format!("Meeting Server {url}: {e}")),
+    }
 }
 
 fn check_state_dir(dir: &Path) -> CheckLine {

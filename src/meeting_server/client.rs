@@ -220,6 +220,11 @@ impl MeetingServerClient {
         }
     }
 
+    /// Checks the API user (`roomd check`): asks for an auth token and drops it.
+    pub async fn probe_auth(&self) -> Result<(), MeetingServerError> {
+        self.auth_token().await.map(drop)
+    }
+
     /// `POST /api/v1/authTokens` with Basic auth → `X-Cisco-CMS-Auth-Token`.
     async fn auth_token(&self) -> Result<Secret<String>, MeetingServerError> {
         let url = format!("{}/api/v1/authTokens", self.base_url);
