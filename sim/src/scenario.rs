@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::meeting_server::MeetingServerScenario;
+
 /// Everything the simulator serves that a test may want to vary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +26,8 @@ pub struct Scenario {
     pub tokens: TokensScenario,
     /// `[wdm]`: what device registration answers.
     pub wdm: WdmScenario,
+    /// `[meeting_server]`: the simulated Meeting Server's credentials and limits.
+    pub meeting_server: MeetingServerScenario,
 }
 
 /// `[gds]`: the state `GET /gds/health` reports.
@@ -311,6 +315,7 @@ impl Scenario {
             }
         }
         self.wdm.features.validate()?;
+        self.meeting_server.validate()?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
                 bail!("clusters[{i}].name must not be empty");
