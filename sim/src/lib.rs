@@ -24,6 +24,9 @@
 //! - `recorder`: [`ReceivedRequest`], the bounded log of every HTTPS request.
 //! - `faults`: [`Fault`], canned error answers for any HTTPS route.
 //! - `admin`: the loopback JSON admin API that steers all of the above.
+//! - `meeting_server`: the simulated Cisco Meeting Server events listener (own CA, optional mutual
+//!   TLS, `/api/v1/authTokens`, the `/events/v1` WebSocket, a conference model, a scripted
+//!   conference) and its `/admin/meeting-server/*` routes and [`SimHandle`] mirrors.
 //! - `clock`, `shutdown`: time formatting and the shutdown signal.
 
 mod activation;
@@ -36,6 +39,7 @@ mod gds;
 mod http;
 mod identity;
 mod mercury;
+mod meeting_server;
 mod recorder;
 mod scenario;
 mod server;
@@ -53,6 +57,12 @@ pub use faults::Fault;
 pub use mercury::{
     AckRecord, ClosedBy, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, PushOutcome,
     ReceivedFrame, SentFrame,
+};
+pub use meeting_server::{
+    CMS_CA_COMMON_NAME, CmsCall, CmsCallFields, CmsClose, CmsConfigPatch, CmsConnection,
+    CmsDirection, CmsError, CmsFrame, CmsParticipant, CmsParticipantFields, CmsResource, CmsScript,
+    CmsScriptOptions, CmsSnapshot, CmsSubscription, CmsSubscriptionState, CmsViolation,
+    MeetingServerScenario,
 };
 pub use recorder::ReceivedRequest;
 pub use scenario::{

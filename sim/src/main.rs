@@ -39,6 +39,9 @@ struct Args {
     /// Port of the admin API, plain HTTP (0: any free port).
     #[arg(long, default_value_t = 8444)]
     admin_port: u16,
+    /// HTTPS port of the Meeting Server events listener, certificate from cms-ca.pem (0: any free port).
+    #[arg(long, default_value_t = 8447)]
+    meeting_server_port: u16,
     /// UDP port for media probes; repeat for several sockets (0: any free port).
     #[arg(long = "udp-port", value_name = "PORT", default_values_t = [3478])]
     udp_ports: Vec<u16>,
@@ -84,6 +87,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     opts.alt_port = args.alt_port;
     opts.admin_port = args.admin_port;
     opts.udp_ports = args.udp_ports;
+    opts.meeting_server_port = args.meeting_server_port;
     opts.scenario = scenario;
 
     // Handlers go in before the start-up line: whoever reads it may signal at once.

@@ -33,7 +33,7 @@ pub struct ReceivedRequest {
     pub body: String,
     /// Arrival time, milliseconds since the UNIX epoch.
     pub at_ms: u64,
-    /// The listener that received it: `main`, `proxy` or `alt`.
+    /// The listener that received it: `main`, `proxy`, `alt` or `meeting_server`.
     #[serde(default)]
     pub listener: String,
 }

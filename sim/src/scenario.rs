@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::meeting_server::MeetingServerScenario;
+
 /// Everything the simulator serves that a test may want to vary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +28,8 @@ pub struct Scenario {
     pub wdm: WdmScenario,
     /// `[mercury]`: the event WebSocket.
     pub mercury: MercuryScenario,
+    /// `[meeting_server]`: the simulated Meeting Server's credentials and limits.
+    pub meeting_server: MeetingServerScenario,
 }
 
 /// `[gds]`: the state `GET /gds/health` reports.
@@ -337,6 +341,7 @@ impl Scenario {
         if auth == 0 || auth > MAX_AUTH_TIMEOUT_SECS {
             bail!("mercury.auth_timeout_secs must be within 1..={MAX_AUTH_TIMEOUT_SECS}");
         }
+        self.meeting_server.validate()?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
                 bail!("clusters[{i}].name must not be empty");

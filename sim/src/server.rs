@@ -22,6 +22,7 @@ use crate::faults::{self, Fault};
 use crate::mercury::{
     AckRecord, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, ReceivedFrame, SentFrame,
 };
+use crate::meeting_server::{self, MeetingServer};
 use crate::recorder::{self, ReceivedRequest};
 use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
@@ -47,6 +48,8 @@ pub struct SimOptions {
     pub admin_port: u16,
     /// One UDP socket per entry; 0 picks a free port.
     pub udp_ports: Vec<u16>,
+    /// HTTPS port of the Meeting Server events listener (certificate from `cms-ca.pem`); 0: free one.
+    pub meeting_server_port: u16,
     /// Where `ca.pem` and `sim.json` are written; created if missing.
     pub state_dir: PathBuf,
     pub scenario: Scenario,
@@ -62,6 +65,7 @@ impl SimOptions {
             alt_port: 0,
             admin_port: 0,
             udp_ports: vec![0],
+            meeting_server_port: 0,
             state_dir: state_dir.into(),
             scenario: Scenario::default(),
         }
@@ -92,6 +96,13 @@ pub struct SimInfo {
     /// `https://localhost:<proxy port>`: base of the service URLs activation hands out.
     pub service_base_url: String,
     pub admin_url: String,
+    /// The Meeting Server events listener (certificate from `cms_ca`).
+    pub meeting_server: SocketAddr,
+    /// `https://localhost:<meeting server port>`.
+    pub meeting_server_url: String,
+    /// Absolute path of the Meeting Server CA certificate (PEM); `cms-client.pem` and
+    /// `cms-client-key.pem` (a client certificate it signed, PKCS#8 key) sit next to it.
+    pub cms_ca: String,
 }
 
 /// A running simulator. Dropping it stops the tasks without waiting; [`SimHandle::shutdown`] waits.
@@ -103,6 +114,8 @@ pub struct SimHandle {
     proxy_ca_pem: String,
     proxy_ca_path: PathBuf,
     sim: Arc<SimState>,
+    /// The Meeting Server; its handle methods live in `meeting_server::handle`.
+    pub(crate) cms: Arc<MeetingServer>,
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -136,6 +149,11 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let proxy_listener = bind_tcp(SocketAddr::new(opts.bind, opts.proxy_port), "proxy").await?;
     let alt_control = Arc::new(AltControl::bind(SocketAddr::new(opts.bind, opts.alt_port))?);
     let admin_listener = bind_tcp(SocketAddr::new(opts.bind, opts.admin_port), "admin").await?;
+    let cms_prepared = meeting_server::Prepared::new(
+        &state_dir,
+        SocketAddr::new(opts.bind, opts.meeting_server_port),
+    )
+    .await?;
     let mut udp_sockets = Vec::with_capacity(opts.udp_ports.len());
     for port in &opts.udp_ports {
         let addr = SocketAddr::new(opts.bind, *port);
@@ -177,6 +195,9 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         base_url: base_url.clone(),
         service_base_url: service_base_url.clone(),
         admin_url: format!("http://{admin}"),
+        meeting_server: cms_prepared.addr,
+        meeting_server_url: cms_prepared.url(),
+        cms_ca: cms_prepared.ca_path.to_string_lossy().into_owned(),
     };
     let info_json = serde_json::to_vec_pretty(&info).context("serialising sim.json")?;
     write_atomic(&state_dir.join("sim.json"), &info_json).await?;
@@ -201,10 +222,12 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let main_router = cloud_router(app("main", base_url), None);
     let proxy_router = cloud_router(app("proxy", service_base_url), None);
     let alt_router = cloud_router(app("alt", alt_base_url), Some(Arc::clone(&alt_control)));
+    let (cms, cms_admin, cms_task) = cms_prepared.launch(Arc::clone(&sim), shutdown.clone())?;
     let admin_router = admin::router(AdminState {
         sim: Arc::clone(&sim),
         info: Arc::new(info.clone()),
-    });
+    })
+    .merge(cms_admin);
 
     let mut tasks = vec![
         tokio::spawn(crate::http::serve(
@@ -234,6 +257,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
             shutdown.clone(),
             "admin",
         )),
+        cms_task,
     ];
     for socket in udp_sockets {
         tasks.push(tokio::spawn(udp::run(
@@ -250,6 +274,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         proxy = %info.proxy,
         alt = %info.alt,
         admin = %info.admin,
+        meeting_server = %info.meeting_server,
         udp = ?info.udp,
         ca = %info.ca,
         "roomd-sim started"
@@ -261,6 +286,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         proxy_ca_pem: proxy_material.ca_pem,
         proxy_ca_path,
         sim,
+        cms,
         trigger,
         tasks,
     })

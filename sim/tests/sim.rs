@@ -483,6 +483,8 @@ async fn binary_prints_info_and_stops_on_sigterm() -> Result {
             "0",
             "--admin-port",
             "0",
+            "--meeting-server-port",
+            "0",
             "--udp-port",
             "0",
             "--udp-port",
