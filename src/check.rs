@@ -206,7 +206,9 @@ async fn check_meeting_server(
     let url = &meeting_server.base_url;
     match MeetingServerClient::new(meeting_server, trust, timeout, backoff) {
         Ok(client) => match client.probe_auth().await {
-            Ok(()) => ok(format!("Meeting Server {url}: API user accepted (auth token issued)")),
+            Ok(()) => ok(format!(
+                "Meeting Server {url}: API user accepted (auth token issued)"
+            )),
             Err(e) => fail(format!("Meeting Server {url}: {e}")),
         },
         Err(e) => fail(format!("Meeting Server {url}: {e}")),

@@ -38,8 +38,8 @@ mod faults;
 mod gds;
 mod http;
 mod identity;
-mod mercury;
 mod meeting_server;
+mod mercury;
 mod recorder;
 mod scenario;
 mod server;
@@ -54,15 +54,15 @@ mod wdm;
 
 pub use activation::{ActivationRecord, MAX_FAILURES};
 pub use faults::Fault;
-pub use mercury::{
-    AckRecord, ClosedBy, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, PushOutcome,
-    ReceivedFrame, SentFrame,
-};
 pub use meeting_server::{
     CMS_CA_COMMON_NAME, CmsCall, CmsCallFields, CmsClose, CmsConfigPatch, CmsConnection,
     CmsDirection, CmsError, CmsFrame, CmsParticipant, CmsParticipantFields, CmsResource, CmsScript,
     CmsScriptOptions, CmsSnapshot, CmsSubscription, CmsSubscriptionState, CmsViolation,
     MeetingServerScenario,
+};
+pub use mercury::{
+    AckRecord, ClosedBy, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, PushOutcome,
+    ReceivedFrame, SentFrame,
 };
 pub use recorder::ReceivedRequest;
 pub use scenario::{

@@ -19,10 +19,10 @@ use crate::activation::ActivationRecord;
 use crate::admin::{self, AdminState};
 use crate::alt::{self, AltControl, AltMode};
 use crate::faults::{self, Fault};
+use crate::meeting_server::{self, MeetingServer};
 use crate::mercury::{
     AckRecord, ConnectionInfo, ConnectionState, DeliveredEvent, PongMode, ReceivedFrame, SentFrame,
 };
-use crate::meeting_server::{self, MeetingServer};
 use crate::recorder::{self, ReceivedRequest};
 use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
