@@ -5,6 +5,7 @@
 #              admin API on :${ROOMD_SIM_ADMIN_PORT:-8444}, the post-activation services behind a
 #              "TLS proxy" on :${ROOMD_SIM_PROXY_PORT:-8445} and :${ROOMD_SIM_ALT_PORT:-8446}
 #              (their CA only arrives in the activation's trustList)
+#              and a simulated Meeting Server on :${ROOMD_SIM_CMS_PORT:-8447} (its own CA)
 #   roomd      runs in the foreground with board/sim.toml, trusting that CA
 #
 # Everything lives under .run/ (config, state, control socket, sim files). Ctrl-C stops both.
@@ -23,13 +24,14 @@ https_port=${ROOMD_SIM_HTTPS_PORT:-8443}
 admin_port=${ROOMD_SIM_ADMIN_PORT:-8444}
 proxy_port=${ROOMD_SIM_PROXY_PORT:-8445}
 alt_port=${ROOMD_SIM_ALT_PORT:-8446}
+cms_port=${ROOMD_SIM_CMS_PORT:-8447}
 mkdir -p "$run_dir/etc/config.d" "$run_dir/sim" "$run_dir/state" "$run_dir/run"
 chmod 0700 "$run_dir/state"
 rm -f "$run_dir/sim/sim.json"
 
 "$sim" --scenario sim/scenarios/default.toml --state-dir "$run_dir/sim" \
     --https-port "$https_port" --admin-port "$admin_port" \
-    --proxy-port "$proxy_port" --alt-port "$alt_port" \
+    --proxy-port "$proxy_port" --alt-port "$alt_port" --meeting-server-port "$cms_port" \
     >"$run_dir/sim/stdout.log" 2>"$run_dir/sim/sim.log" &
 sim_pid=$!
 roomd_pid=
@@ -49,6 +51,9 @@ for _ in $(seq 1 100); do
 done
 [ -s "$run_dir/sim/sim.json" ] || { echo "run-local: roomd-sim did not start within 10 s" >&2; exit 1; }
 
+# The scenario's Meeting Server API user; owner-only, as roomd demands.
+(umask 077 && printf 'roomd:roomd-secret\n' >"$run_dir/etc/meeting-server.credentials")
+
 cat >"$run_dir/etc/roomd.toml" <<TOML
 # Written by scripts/run-local.sh: roomd against the local simulator.
 [device]
@@ -61,6 +66,11 @@ runtime_dir = "$run_dir/run"
 gds_url = "https://localhost:$https_port/gds"
 activation_url = "https://localhost:$https_port/activation"
 extra_ca_files = ["$run_dir/sim/ca.pem"]
+
+[meeting_server]
+base_url = "https://localhost:$cms_port"
+credentials_file = "$run_dir/etc/meeting-server.credentials"
+ca_file = "$run_dir/sim/cms-ca.pem"
 TOML
 
 cat <<INFO
@@ -71,6 +81,9 @@ run-local: starting roomd; in another terminal try:
     $roomd check  --config $run_dir/etc/roomd.toml
     $roomd factory-reset --yes --config $run_dir/etc/roomd.toml
     curl -s -X POST http://127.0.0.1:$admin_port/admin/gds -d '{"serviceState":"offline"}' -H 'content-type: application/json'
+    curl -s -X POST http://127.0.0.1:$admin_port/admin/mercury/events -H 'content-type: application/json' \
+         -d '{"data":{"eventType":"device.control","action":"volume.set","level":70}}'
+    curl -s -X POST http://127.0.0.1:$admin_port/admin/meeting-server/script -H 'content-type: application/json' -d '{}'
 run-local: Ctrl-C stops both.
 INFO
 

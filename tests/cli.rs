@@ -14,7 +14,8 @@ fn output(command: &mut Command) -> Output {
 }
 
 /// Sends SIGTERM and waits (bounded) for the exit; returns the status and all of stderr.
-async fn sigterm_and_wait(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+async fn sigterm_and_wait(child: RunningRoomd) -> (std::process::ExitStatus, String) {
+    let mut child = child.take();
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -379,7 +379,11 @@ fn conference_tree(ms: &MeetingServerStatus) -> Value {
                 "CallId": id,
                 "Name": conference.name(),
                 "Participants": conference.participant_count(),
-                "Info": conference.info,
+                "Info": conference
+                    .info
+                    .iter()
+                    .map(|(k, v)| (capitalise(k), v.clone()))
+                    .collect::<serde_json::Map<String, Value>>(),
                 "Participant": participants,
             })
         })

@@ -348,7 +348,7 @@ pub async fn registered_daemon(
 }
 
 /// Starts `roomd run --config path` as a process reporting to `systemd`; stderr is piped.
-pub fn spawn_roomd_run(path: &Path, systemd: &FakeSystemd) -> std::process::Child {
+pub fn spawn_roomd_run(path: &Path, systemd: &FakeSystemd) -> RunningRoomd {
     roomd_command()
         .arg("run")
         .arg("--config")
@@ -358,5 +358,26 @@ pub fn spawn_roomd_run(path: &Path, systemd: &FakeSystemd) -> std::process::Chil
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(|child| RunningRoomd(Some(child)))
         .expect("roomd starts")
+}
+/// A `roomd run` child that is killed if a test fails before stopping it, so a failed test
+/// never leaves a daemon behind.
+#[derive(Debug)]
+pub struct RunningRoomd(Option<std::process::Child>);
+
+impl RunningRoomd {
+    /// The child, for a test that stops it itself.
+    pub fn take(mut self) -> std::process::Child {
+        self.0.take().expect("not taken yet")
+    }
+}
+
+impl Drop for RunningRoomd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

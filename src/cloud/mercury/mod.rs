@@ -318,7 +318,7 @@ impl<L: Link> Supervisor<L> {
                                 "Wx2WebSocket: old socket closed after the switchover ({})",
                                 describe(&info)
                             );
-                            if !current.as_ref().is_some_and(|c| c.online_at.is_some()) {
+                            if current.as_ref().is_none_or(|c| c.online_at.is_none()) {
                                 lost_in_switch = true;
                             }
                         } else if current.as_ref().is_some_and(|c| c.id == id) {

@@ -356,12 +356,14 @@ async fn close_code_rows() {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             assert_eq!(h.record.lock().unwrap().dials.len(), 1, "{label}");
         }
-        let record = h.record.lock().unwrap();
-        assert_eq!(record.refreshes, row.refreshes, "{label}");
-        assert_eq!(record.reregisters, row.reregisters, "{label}");
-        drop(record);
+        let (refreshes, reregisters, dials) = {
+            let record = h.record.lock().unwrap();
+            (record.refreshes, record.reregisters, record.dials.clone())
+        };
+        assert_eq!(refreshes, row.refreshes, "{label}");
+        assert_eq!(reregisters, row.reregisters, "{label}");
         if row.reregisters > 0 {
-            let gap = gaps(&h.record.lock().unwrap().dials)[0];
+            let gap = gaps(&dials)[0];
             assert!(
                 gap >= 32.0,
                 "{label}: a permanent close retries slowly ({gap} s)"
