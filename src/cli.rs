@@ -49,6 +49,9 @@ pub enum Command {
         /// The code, digits with optional `-` or space separators.
         code: String,
     },
+    /// Print the running daemon's bookings (`*r BookingsListResult Booking 1 Id: "webex-1"`, as
+    /// `bookings.txt` in the state directory).
+    Bookings,
     /// Unregister from the cloud and wipe credentials and state (lifts the lock-down).
     FactoryReset {
         /// Confirm: without it nothing is changed.

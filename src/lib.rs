@@ -9,7 +9,7 @@
 //! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
 //! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
 //! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
-//! | state machines | [`daemon`] | the daemon's tasks and the status they publish |
+//! | state machines | [`daemon`], [`bookings`] | the daemon's tasks and the status they publish |
 //! | hardware | [`hw`] | board roles (GPIO, later drivers) |
 //! | media | [`media`] | GStreamer |
 //! | API | [`api`] | control socket (`roomd status`), xStatus rendering |
@@ -20,6 +20,7 @@
 
 pub mod activation;
 pub mod api;
+pub mod bookings;
 pub mod check;
 pub mod cli;
 pub mod clock;

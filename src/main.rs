@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Run => runtime.block_on(run(&cli, loaded)),
         Command::Status { json } => runtime.block_on(status(loaded, json)),
         Command::Activate { code } => runtime.block_on(activate(loaded, &code)),
+        Command::Bookings => runtime.block_on(bookings(loaded)),
         Command::FactoryReset { yes } => runtime.block_on(factory_reset(loaded, yes)),
         Command::Check => {
             init_quiet_logging(&cli);
@@ -152,6 +153,24 @@ async fn status(loaded: Result<Loaded, config::ConfigError>, json: bool) -> Exit
         }
         ControlResponse::Status { status } => {
             print!("{}", roomd::api::xstatus::render(&status));
+            Ok(())
+        }
+        other => Err(other),
+    })
+}
+
+async fn bookings(loaded: Result<Loaded, config::ConfigError>) -> ExitCode {
+    let config = match loaded {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let answer = control::request(&config.control_socket(), &ControlRequest::Bookings).await;
+    report(answer, |response| match response {
+        ControlResponse::Text { text } => {
+            print!("{text}");
             Ok(())
         }
         other => Err(other),

@@ -13,6 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::activation::code::ActivationCode;
+use crate::bookings::store::BookingsStore;
 use crate::daemon::session::SessionHandle;
 use crate::daemon::status::DeviceStatus;
 use crate::shutdown::Shutdown;
@@ -35,15 +36,29 @@ pub enum ControlRequest {
     },
     /// Unregister and wipe credentials and state.
     FactoryReset,
+    /// The bookings list (`bookings.txt`).
+    Bookings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ControlResponse {
-    Status { status: serde_json::Value },
-    Pong { version: String },
-    Done { message: String },
-    Error { message: String },
+    Status {
+        status: serde_json::Value,
+    },
+    Pong {
+        version: String,
+    },
+    Done {
+        message: String,
+    },
+    /// Preformatted text (`roomd bookings`).
+    Text {
+        text: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, displaydoc::Display, thiserror::Error)]
@@ -99,6 +114,7 @@ pub async fn serve(
     status: watch::Receiver<DeviceStatus>,
     started: Instant,
     session: SessionHandle,
+    bookings: BookingsStore,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -107,9 +123,10 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let status = status.clone();
                     let session = session.clone();
+                    let bookings = bookings.clone();
                     // Each client is bounded by a deadline, so no task outlives shutdown by much.
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &status, started, &session).await {
+                        if let Err(e) = answer(stream, &status, started, &session, &bookings).await {
                             tracing::warn!(error = %e, "control client failed");
                         }
                     });
@@ -133,6 +150,7 @@ async fn answer(
     status: &watch::Receiver<DeviceStatus>,
     started: Instant,
     session: &SessionHandle,
+    bookings: &BookingsStore,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -148,7 +166,7 @@ async fn answer(
         }
     } else {
         match parse_request(line.as_bytes()) {
-            Ok(request) => handle(request, status, started, session).await,
+            Ok(request) => handle(request, status, started, session, bookings).await,
             Err(message) => {
                 tracing::warn!("{message}");
                 ControlResponse::Error { message }
@@ -173,6 +191,7 @@ async fn handle(
     status: &watch::Receiver<DeviceStatus>,
     started: Instant,
     session: &SessionHandle,
+    bookings: &BookingsStore,
 ) -> ControlResponse {
     let outcome = |result: Result<String, String>| match result {
         Ok(message) => ControlResponse::Done { message },
@@ -188,6 +207,9 @@ async fn handle(
         ControlRequest::FactoryReset => outcome(session.factory_reset().await),
         ControlRequest::Status => ControlResponse::Status {
             status: status.borrow().xstatus(started.elapsed()),
+        },
+        ControlRequest::Bookings => ControlResponse::Text {
+            text: bookings.text(),
         },
         ControlRequest::Ping => ControlResponse::Pong {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -251,8 +273,10 @@ mod tests {
         // A session that is not running: commands that need it get a clear error.
         let (commands, _) = tokio::sync::mpsc::channel(1);
         let session = SessionHandle::new(commands);
+        let state = crate::store::StateDir::open(dir.path().join("state")).unwrap();
+        let (bookings, _) = BookingsStore::open(&state, 300);
         tasks.spawn(tracing::Span::none(), move |shutdown| {
-            serve(listener, p, rx, Instant::now(), session, shutdown)
+            serve(listener, p, rx, Instant::now(), session, bookings, shutdown)
         });
 
         match request(&path, &ControlRequest::Status).await.unwrap() {

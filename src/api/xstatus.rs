@@ -4,18 +4,23 @@
 use serde_json::Value;
 
 pub fn render(tree: &Value) -> String {
+    render_with(tree, "*s")
+}
+
+/// The same with another line marker: `*r` for command results (`*r BookingsListResult …`).
+pub fn render_with(tree: &Value, marker: &str) -> String {
     let mut out = String::new();
-    walk(tree, &mut Vec::new(), &mut out);
+    walk(tree, &mut Vec::new(), &mut out, marker);
     out.push_str("** end\n");
     out
 }
 
-fn walk(value: &Value, path: &mut Vec<String>, out: &mut String) {
+fn walk(value: &Value, path: &mut Vec<String>, out: &mut String, marker: &str) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
                 path.push(key.clone());
-                walk(child, path, out);
+                walk(child, path, out, marker);
                 path.pop();
             }
         }
@@ -30,18 +35,19 @@ fn walk(value: &Value, path: &mut Vec<String>, out: &mut String) {
                     Value::Object(map) => {
                         for (key, child) in map.iter().filter(|(k, _)| k.as_str() != "id") {
                             path.push(key.clone());
-                            walk(child, path, out);
+                            walk(child, path, out, marker);
                             path.pop();
                         }
                     }
-                    other => walk(other, path, out),
+                    other => walk(other, path, out, marker),
                 }
                 path.pop();
             }
         }
         Value::Null => {}
         leaf => {
-            out.push_str("*s ");
+            out.push_str(marker);
+            out.push(' ');
             out.push_str(&path.join(" "));
             out.push_str(": ");
             match leaf {

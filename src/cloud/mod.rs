@@ -2,6 +2,7 @@
 //! [`crate::proto`].
 
 pub mod authed;
+pub mod calendar;
 pub mod gds;
 pub mod mercury;
 pub mod registration;

@@ -29,6 +29,7 @@ pub struct Config {
     pub device: DeviceConfig,
     pub cloud: CloudConfig,
     pub websocket: WebsocketConfig,
+    pub calendar: CalendarConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting_server: Option<MeetingServerConfig>,
     pub log: LogConfig,
@@ -139,6 +140,25 @@ impl Default for WebsocketConfig {
             backoff_max_secs: 32,
             stable_secs: 60,
             switchover_drain_secs: 10,
+        }
+    }
+}
+
+/// Calendar bookings and OBTP (wire profile §4).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalendarConfig {
+    /// Seconds before a booking's start that its Join button shows (RoomOS StartTimeBuffer). Default 300.
+    pub start_time_buffer_secs: u64,
+    /// Seconds between periodic catch-ups (paged list over now−1 d … now+7 d). Default 900.
+    pub catch_up_interval_secs: u64,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        Self {
+            start_time_buffer_secs: 300,
+            catch_up_interval_secs: 900,
         }
     }
 }

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::api::control;
+use crate::bookings::obtp::{SystemClock, WallClock};
+use crate::bookings::store::BookingsStore;
 use crate::cloud::gds::GdsClient;
 use crate::config::{Config, ConfigError};
 use crate::events::EventBus;
@@ -31,6 +33,7 @@ use crate::store::credentials::Credentials;
 use crate::store::{StateDir, StoreError};
 use session::{SessionContext, SessionHandle};
 use status::{ActivationState, DeviceStatus, SystemState};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// How long every task gets to finish after the shutdown signal.
@@ -75,6 +78,7 @@ pub struct Daemon {
     tasks: Tasks,
     session: SessionHandle,
     bus: EventBus,
+    bookings: BookingsStore,
     status_tx: watch::Sender<DeviceStatus>,
     notifier: Notifier,
     started: Instant,
@@ -103,6 +107,11 @@ impl Daemon {
     /// The event bus (cloud events by namespace, resync requests), for in-process consumers.
     pub fn events(&self) -> EventBus {
         self.bus.clone()
+    }
+
+    /// The bookings (model, persisted generation, OBTP events), for in-process consumers.
+    pub fn bookings(&self) -> BookingsStore {
+        self.bookings.clone()
     }
 
     /// Waits for `shutdown`, then stops every task within [`SHUTDOWN_DEADLINE`].
@@ -143,6 +152,8 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         watchdog,
     } = options;
     let state = StateDir::open(config.state_dir())?;
+    let (bookings, cache_outcome) =
+        BookingsStore::open(&state, config.calendar.start_time_buffer_secs);
     let stored = match Credentials::load(&state) {
         Ok(found) => found,
         Err(e) => {
@@ -193,6 +204,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     if stored.is_some() {
         initial.activation = ActivationState::Activating;
     }
+    initial.bookings.cache = cache_outcome;
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
@@ -217,13 +229,35 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             &status_tx,
         );
     }
+    {
+        let (bookings, state) = (bookings.clone(), state.clone());
+        tasks.spawn(Subsystem::Calendar.span(), move |shutdown| {
+            crate::bookings::store::persist(bookings, state, shutdown)
+        });
+    }
+    {
+        let (bookings, status_tx) = (bookings.clone(), status_tx.clone());
+        let clock: Arc<dyn WallClock> = Arc::new(SystemClock);
+        tasks.spawn(Subsystem::Calendar.span(), move |shutdown| {
+            crate::bookings::store::run_obtp(bookings, clock, status_tx, shutdown)
+        });
+    }
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
     {
         let status_rx = status_rx.clone();
         let session = session.clone();
+        let bookings = bookings.clone();
         tasks.spawn(Subsystem::Control.span(), move |shutdown| {
-            control::serve(listener, socket_path, status_rx, started, session, shutdown)
+            control::serve(
+                listener,
+                socket_path,
+                status_rx,
+                started,
+                session,
+                bookings,
+                shutdown,
+            )
         });
     }
     {
@@ -235,6 +269,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             gds_url: gds_url.clone(),
             activation_url,
             bus: bus.clone(),
+            bookings: bookings.clone(),
         };
         tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
             session::run(context, stored, commands_rx, shutdown)
@@ -263,6 +298,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         tasks,
         session,
         bus,
+        bookings,
         status_tx,
         notifier,
         started,

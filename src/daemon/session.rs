@@ -16,14 +16,17 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::activation::code::ActivationCode;
 use crate::activation::flow::{ActivationClient, ActivationError};
+use crate::bookings::store::BookingsStore;
+use crate::bookings::sync::{Sync, SyncTimers};
 use crate::cloud::authed::AuthedClient;
+use crate::cloud::calendar::{CalendarClient, CalendarUrls};
 use crate::cloud::mercury::link::CloudLink;
 use crate::cloud::mercury::{MercuryConfig, MercuryStatus, Supervisor};
 use crate::cloud::registration::{self, HostSelector, Refreshed, Registered};
 use crate::cloud::tokens::TokenManager;
 use crate::config::Config;
 use crate::daemon::status::{ActivationState, CloudState, DeviceStatus};
-use crate::events::EventBus;
+use crate::events::{EventBus, Namespace};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpClient;
 use crate::net::tls::TrustStore;
@@ -102,6 +105,7 @@ pub struct SessionContext {
     pub activation_url: Option<String>,
     /// Where the event socket publishes cloud events.
     pub bus: EventBus,
+    pub bookings: BookingsStore,
 }
 
 impl SessionContext {
@@ -408,7 +412,11 @@ async fn activated(
     let mut token_retry_at: Option<tokio::time::Instant> = None;
     let (ws_urls, ws_url_rx) = watch::channel::<Option<String>>(None);
     let (reregister_tx, mut reregister) = mpsc::channel::<()>(1);
-    let ws_tasks = start_event_socket(ctx, &trust, &tokens, ws_url_rx, reregister_tx);
+    let (calendar_tx, calendar_rx) = watch::channel::<Option<CalendarClient>>(None);
+    // The calendar subscribes before the event socket starts, so it misses no event.
+    let ws_tasks = Tasks::new();
+    start_calendar_sync(ctx, &ws_tasks, calendar_rx);
+    start_event_socket(ctx, &ws_tasks, &trust, &tokens, ws_url_rx, reregister_tx);
 
     let next = async { loop {
         let refresh_at = token_retry_at.unwrap_or(tokens.refresh_at().await);
@@ -417,7 +425,13 @@ async fn activated(
                 match registration_step(ctx, &client, &shared, &mut hosts, registered.as_ref())
                     .instrument(Subsystem::Registration.span())
                     .await {
-                    Ok(now) => {
+                    Ok((now, catalog)) => {
+                        if let Some(catalog) = catalog {
+                            match calendar_urls(&catalog, &mut hosts) {
+                                Some(urls) => { calendar_tx.send_replace(Some(CalendarClient::new(client.clone(), urls))); }
+                                None => tracing::warn!("the service catalog has no calendar or kms service; no bookings from the cloud"),
+                            }
+                        }
                         let previous_url = registered.as_ref().map(|r| &r.registration.web_socket_url);
                         if previous_url != Some(&now.registration.web_socket_url) {
                             match &now.registration.web_socket_url {
@@ -501,17 +515,17 @@ async fn activated(
 /// dials once `urls` carries the registration's `webSocketUrl`.
 fn start_event_socket(
     ctx: &SessionContext,
+    tasks: &Tasks,
     trust: &TrustStore,
     tokens: &Arc<TokenManager>,
     urls: watch::Receiver<Option<String>>,
     reregister: mpsc::Sender<()>,
-) -> Tasks {
-    let tasks = Tasks::new();
+) {
     let tls = match trust.client_config() {
         Ok(tls) => Arc::new(tls),
         Err(e) => {
             tracing::error!("event socket disabled: {e}");
-            return tasks;
+            return;
         }
     };
     let config = ctx.mercury_config();
@@ -539,7 +553,44 @@ fn start_event_socket(
             }
         },
     );
-    tasks
+}
+
+/// Starts the calendar sync; it works once `client` carries the catalog's calendar URLs.
+fn start_calendar_sync(
+    ctx: &SessionContext,
+    tasks: &Tasks,
+    client: watch::Receiver<Option<CalendarClient>>,
+) {
+    let sync = Sync {
+        store: ctx.bookings.clone(),
+        client,
+        bus: ctx.bus.clone(),
+        events: ctx.bus.subscribe(Namespace::Calendar, 256),
+        status: ctx.status.clone(),
+        timers: SyncTimers {
+            catch_up_every: Duration::from_secs(ctx.config.calendar.catch_up_interval_secs.max(1)),
+            retry_initial: Duration::from_millis(ctx.config.cloud.retry_initial_ms.max(1)),
+            retry_max: Duration::from_secs(ctx.config.cloud.retry_max_secs.max(1)),
+        },
+    };
+    tasks.spawn(Subsystem::Calendar.span(), |shutdown| sync.run(shutdown));
+}
+
+/// The calendar and KMS base URLs: the best host of each service in the catalog.
+fn calendar_urls(
+    catalog: &crate::proto::u2c::Catalog,
+    hosts: &mut HostSelector,
+) -> Option<CalendarUrls> {
+    let mut first = |service: &str| {
+        hosts
+            .order(catalog, service)
+            .ok()
+            .and_then(|order| order.into_iter().next())
+    };
+    Some(CalendarUrls {
+        calendar: first("calendar")?,
+        kms: first("kms")?,
+    })
 }
 
 enum RegistrationOutcome {
@@ -554,7 +605,7 @@ async fn registration_step(
     shared: &Arc<Mutex<Credentials>>,
     hosts: &mut HostSelector,
     current: Option<&Registered>,
-) -> Result<Registered, RegistrationOutcome> {
+) -> Result<(Registered, Option<crate::proto::u2c::Catalog>), RegistrationOutcome> {
     let credentials = shared.lock().await.clone();
     let body = ctx.register_body(&credentials);
     let classify = |e: registration::RegistrationError| match &e {
@@ -572,12 +623,12 @@ async fn registration_step(
         {
             Refreshed::Unchanged => {
                 ctx.status.send_modify(|s| s.registration.refreshes += 1);
-                return Ok(current.clone());
+                return Ok((current.clone(), None));
             }
             Refreshed::Updated(updated) => {
                 store_registration(ctx, shared, &updated).await;
                 ctx.status.send_modify(|s| s.registration.refreshes += 1);
-                return Ok(updated);
+                return Ok((updated, None));
             }
             Refreshed::Gone => {
                 tracing::warn!("WDM no longer knows this device (404); registering again");
@@ -597,7 +648,7 @@ async fn registration_step(
         .await
         .map_err(classify)?;
     store_registration(ctx, shared, &registered).await;
-    Ok(registered)
+    Ok((registered, Some(catalog)))
 }
 
 async fn store_registration(
@@ -654,6 +705,10 @@ async fn factory_reset(
             Err(e) => tracing::warn!("could not unregister from WDM ({e}); wiping anyway"),
         }
     }
+    ctx.bookings.update(|m| {
+        *m = Default::default();
+        ((), true)
+    });
     let removed = ctx.state.wipe().map_err(|e| e.to_string())?;
     ctx.set_activation(ActivationState::NotActivated);
     ctx.status

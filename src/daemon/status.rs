@@ -21,6 +21,27 @@ pub struct DeviceStatus {
     pub audio: AudioStatus,
     /// Present when a Meeting Server is configured.
     pub meeting_server: Option<MeetingServerStatus>,
+    pub bookings: BookingsStatus,
+}
+
+/// Calendar bookings as `roomd status` shows them (the list itself is `roomd bookings`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BookingsStatus {
+    pub count: usize,
+    /// Minimal events whose DTO is still being fetched.
+    pub pending: usize,
+    /// `Bookings Current Id` (`webex-N`).
+    pub current_id: Option<String>,
+    /// Bookings whose Join button shows now.
+    pub joinable: Vec<String>,
+    /// What loading the cache found.
+    pub cache: String,
+    /// `Never`, `Running`, `Complete`, `Failed at page N`.
+    pub catch_up: String,
+    pub last_catch_up: Option<SystemTime>,
+    pub catch_ups: u32,
+    /// Some encrypted field waits for a KMS key.
+    pub keys_missing: bool,
 }
 
 /// Speaker volume and microphone mute, as the room (and the cloud's `device.control`) set them.
@@ -154,6 +175,10 @@ impl DeviceStatus {
             websocket: MercuryStatus::default(),
             audio: AudioStatus::default(),
             meeting_server: None,
+            bookings: BookingsStatus {
+                catch_up: "Never".into(),
+                ..Default::default()
+            },
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -322,6 +347,20 @@ impl DeviceStatus {
                 "WebSocket": websocket,
             },
         });
+        let b = &self.bookings;
+        let mut bookings = json!({
+            "Current": { "Id": b.current_id.clone().unwrap_or_default() },
+            "Count": b.count,
+            "Pending": b.pending,
+            "Joinable": b.joinable.join(","),
+            "Cache": b.cache,
+            "CatchUp": { "Status": b.catch_up, "Completed": b.catch_ups },
+            "KeysMissing": b.keys_missing,
+        });
+        if let Some(at) = b.last_catch_up {
+            bookings["CatchUp"]["LastCompleted"] = json!(iso8601(at));
+        }
+        tree["Bookings"] = bookings;
         tree["Audio"] = json!({
             "Volume": self.audio.volume,
             "Microphones": { "Mute": if self.audio.microphones_muted { "On" } else { "Off" } },

@@ -26,6 +26,7 @@ pub enum Subsystem {
     Websocket,
     MeetingServer,
     Device,
+    Calendar,
 }
 
 impl Subsystem {
@@ -42,6 +43,7 @@ impl Subsystem {
             Subsystem::Websocket => "websocket",
             Subsystem::MeetingServer => "meeting-server",
             Subsystem::Device => "device",
+            Subsystem::Calendar => "calendar",
         }
     }
 
@@ -77,6 +79,9 @@ impl Subsystem {
             }
             Subsystem::Device => {
                 tracing::info_span!(parent: None, "device", roomd_event = "device")
+            }
+            Subsystem::Calendar => {
+                tracing::info_span!(parent: None, "calendar", roomd_event = "calendar")
             }
         }
     }

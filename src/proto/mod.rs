@@ -3,7 +3,9 @@
 //! never rejected.
 
 pub mod activation;
+pub mod calendar;
 pub mod gds;
+pub mod jwe;
 pub mod meeting_server;
 pub mod mercury;
 pub mod u2c;
