@@ -23,6 +23,11 @@
 //! - `udp`: UDP sockets (echo for now, STUN later).
 //! - `recorder`: [`ReceivedRequest`], the bounded log of every HTTPS request.
 //! - `faults`: [`Fault`], canned error answers for any HTTPS route.
+//! - `calendar`: the calendar service (`/calendar/api/v1/calendarEvents`, paged with `Link` next, and
+//!   one event by base64url id), the DTO with compact-JWE (`dir` + `A256GCM`) fields, the KMS
+//!   (`/kms/keys?uri=`), scenario `[[bookings]]` and `[kms]`, list page faults, the mercury
+//!   `calendar.meeting.*` events admin changes emit, and its `/admin/calendar/*`, `/admin/kms/*`
+//!   routes and [`SimHandle`] mirrors.
 //! - `admin`: the loopback JSON admin API that steers all of the above.
 //! - `meeting_server`: the simulated Cisco Meeting Server events listener (own CA, optional mutual
 //!   TLS, `/api/v1/authTokens`, the `/events/v1` WebSocket, a conference model, a scripted
@@ -33,6 +38,7 @@ mod activation;
 mod admin;
 mod alt;
 mod auth;
+mod calendar;
 mod clock;
 mod faults;
 mod gds;
@@ -53,6 +59,12 @@ mod udp;
 mod wdm;
 
 pub use activation::{ActivationRecord, MAX_FAILURES};
+pub use calendar::{
+    BookingChange, BookingPatch, BookingSpec, BookingTruth, BulkOutcome, BulkSpec,
+    CALENDAR_SERVICE_LINK, CalendarError, DEFAULT_KEY, DEFAULT_ORGANIZER_EMAIL,
+    DEFAULT_ORGANIZER_NAME, DEFAULT_PAGE, EventMode, KmsKey, KmsScenario, MAX_BULK,
+    MAX_DURATION_MINS, MAX_PAGE, MAX_START_IN_MINS, PageFault, key_url, resource_id,
+};
 pub use faults::Fault;
 pub use meeting_server::{
     CMS_CA_COMMON_NAME, CmsCall, CmsCallFields, CmsClose, CmsConfigPatch, CmsConnection,

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{BookingSpec, KmsScenario};
 use crate::meeting_server::MeetingServerScenario;
 
 /// Everything the simulator serves that a test may want to vary.
@@ -18,8 +19,10 @@ pub struct Scenario {
     pub gds: GdsScenario,
     /// Devices that may activate (used by the activation service in later issues).
     pub devices: Vec<Device>,
-    /// Calendar bookings; free-form until the calendar service lands.
-    pub bookings: Vec<serde_json::Value>,
+    /// `[[bookings]]`: what the calendar service serves at load (relative starts from then).
+    pub bookings: Vec<BookingSpec>,
+    /// `[kms]`: the keys the simulated KMS holds.
+    pub kms: KmsScenario,
     /// Media clusters for reachability discovery.
     pub clusters: Vec<Cluster>,
     /// `[tokens]`: lifetimes of the tokens activation and identity issue.
@@ -342,6 +345,7 @@ impl Scenario {
             bail!("mercury.auth_timeout_secs must be within 1..={MAX_AUTH_TIMEOUT_SECS}");
         }
         self.meeting_server.validate()?;
+        crate::calendar::validate_scenario(self)?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
                 bail!("clusters[{i}].name must not be empty");
@@ -369,7 +373,7 @@ mod tests {
     fn full_toml() {
         let s = Scenario::from_toml_str(
             r#"
-            bookings = [{ id = "b1" }]
+            bookings = [{ id = "b1", title = "Standup", start_in_mins = 10 }]
             [gds]
             service_state = "degraded"
             [[devices]]
@@ -386,7 +390,9 @@ mod tests {
         assert_eq!(s.devices[0].model, None);
         assert_eq!(s.clusters[0].udp, vec!["127.0.0.1:3478"]);
         assert!(s.clusters[0].xtls.is_empty());
-        assert_eq!(s.bookings[0]["id"], "b1");
+        assert_eq!(s.bookings[0].id.as_deref(), Some("b1"));
+        assert_eq!(s.bookings[0].start_in_mins, Some(10));
+        assert_eq!(s.kms, KmsScenario::default());
     }
 
     #[test]
@@ -439,6 +445,99 @@ mod tests {
         assert_eq!(s.tokens, TokensScenario::default());
         assert_eq!(s.wdm.features, WdmFeatures::default());
         assert_eq!(s.mercury, MercuryScenario::default());
+        assert_eq!(s.kms, KmsScenario::default());
+        assert_eq!(s.bookings.len(), 3);
+        assert_eq!(s.bookings[0].start_in_mins, Some(10));
+        assert!(s.bookings[0].webex_uri.is_some());
+        assert_eq!(s.bookings[1].join_type, "TEAMS");
+        assert!(s.bookings[1].meeting_join_uri.is_some());
+        let b = &s.bookings[2];
+        assert!(
+            [
+                &b.webex_uri,
+                &b.meeting_join_uri,
+                &b.meeting_join_url,
+                &b.space_uri,
+                &b.call_uri
+            ]
+            .iter()
+            .all(|u| u.is_none())
+        );
+    }
+
+    #[test]
+    fn bookings_and_kms() {
+        let s = Scenario::from_toml_str(
+            r#"
+            [kms]
+            keys = ["default", "team-2"]
+            [[bookings]]
+            id = "m1"
+            title = "Absolute"
+            start = "2022-04-26T13:15:00.000Z"
+            key = "team-2"
+            encrypted = false
+            recurring = true
+            series_id = "s1"
+            [[bookings]]
+            title = "Relative"
+            start_in_mins = -15
+            "#,
+        )
+        .expect("scenario");
+        assert_eq!(s.kms.keys, ["default", "team-2"]);
+        let a = &s.bookings[0];
+        assert_eq!(a.key, "team-2");
+        assert!(!a.encrypted && a.recurring);
+        assert_eq!(a.duration_mins, 30);
+        let r = &s.bookings[1];
+        assert_eq!((r.id.as_deref(), r.start_in_mins), (None, Some(-15)));
+        assert!(r.encrypted);
+        assert_eq!(r.key, "default");
+        let json = serde_json::to_string(&s).expect("serialize");
+        assert_eq!(Scenario::from_json_str(&json).expect("parse"), s);
+        assert!(Scenario::from_toml_str("bookings = []\n").is_ok());
+    }
+
+    #[test]
+    fn invalid_bookings_and_kms() {
+        for (toml, want) in [
+            ("[[bookings]]\nstart_in_mins = 1\n", "missing field `title`"),
+            (
+                "[[bookings]]\ntitle = \"x\"\n",
+                "one of start or start_in_mins",
+            ),
+            (
+                "[[bookings]]\ntitle = \"x\"\nstart_in_mins = 1\nstart = \"2022-04-26T13:15:00Z\"\n",
+                "only one",
+            ),
+            (
+                "[[bookings]]\ntitle = \"x\"\nstart = \"2022-04-26 13:15\"\n",
+                "ISO-8601",
+            ),
+            (
+                "[[bookings]]\ntitle = \"x\"\nstart_in_mins = 1\nkey = \"other\"\n",
+                "not one of [kms] keys",
+            ),
+            (
+                "[[bookings]]\nid = \"a\"\ntitle = \"x\"\nstart_in_mins = 1\n[[bookings]]\nid = \"a\"\ntitle = \"y\"\nstart_in_mins = 2\n",
+                "appears twice",
+            ),
+            (
+                "[[bookings]]\ntitle = \"x\"\nstart_in_mins = 1\nduration_mins = 0\n",
+                "duration_mins",
+            ),
+            (
+                "[[bookings]]\ntitle = \"x\"\nstart_in_mins = 1\nwebex = \"y\"\n",
+                "unknown field `webex`",
+            ),
+            ("[kms]\nkeys = [\"a b\"]\n", "KMS key name"),
+            ("[kms]\nkeys = [\"a\", \"a\"]\n", "appears twice"),
+            ("[kms]\nkey = []\n", "unknown field `key`"),
+        ] {
+            let err = Scenario::from_toml_str(toml).expect_err(toml);
+            assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
 use crate::state::{AppState, Endpoints, ListenerCtx, SimState};
 use crate::udp::{self, UdpDatagram};
-use crate::{activation, auth, gds, identity, mercury, tls, u2c, wdm};
+use crate::{activation, auth, calendar, gds, identity, mercury, tls, u2c, wdm};
 
 /// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
@@ -113,7 +113,8 @@ pub struct SimHandle {
     ca_path: PathBuf,
     proxy_ca_pem: String,
     proxy_ca_path: PathBuf,
-    sim: Arc<SimState>,
+    /// The shared state; the calendar's handle methods live in `calendar::handle`.
+    pub(crate) sim: Arc<SimState>,
     /// The Meeting Server; its handle methods live in `meeting_server::handle`.
     pub(crate) cms: Arc<MeetingServer>,
     trigger: Trigger,
@@ -227,7 +228,8 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         sim: Arc::clone(&sim),
         info: Arc::new(info.clone()),
     })
-    .merge(cms_admin);
+    .merge(cms_admin)
+    .merge(calendar::admin_router(Arc::clone(&sim)));
 
     let mut tasks = vec![
         tokio::spawn(crate::http::serve(
@@ -301,6 +303,8 @@ fn cloud_router(app: AppState, alt: Option<Arc<AltControl>>) -> Router {
     let protected = Router::new()
         .nest("/u2c", u2c::router())
         .nest("/wdm/api/v1", wdm::router())
+        .nest("/calendar/api/v1", calendar::service_router())
+        .nest("/kms", calendar::kms_router())
         .layer(bearer);
     let mut router = Router::new()
         .nest("/gds", gds::router())

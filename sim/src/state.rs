@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::activation::Activation;
 use crate::alt::AltControl;
+use crate::calendar::Calendar;
 use crate::faults::FaultTable;
 use crate::mercury::Hub;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
@@ -39,6 +40,8 @@ pub(crate) struct SimState {
     pub tokens: TokenStore,
     pub wdm: WdmStore,
     pub alt: Arc<AltControl>,
+    /// Calendar bookings, KMS keys, list page faults.
+    pub calendar: Calendar,
 }
 
 impl SimState {
@@ -46,6 +49,7 @@ impl SimState {
         Self {
             activation: Activation::new(&scenario),
             mercury: Arc::new(Hub::new(auth_timeout(&scenario))),
+            calendar: Calendar::new(&scenario),
             scenario: Mutex::new(scenario),
             requests: BoundedLog::new(LOG_CAPACITY),
             faults: FaultTable::default(),
@@ -66,12 +70,15 @@ impl SimState {
         f(&lock(&self.scenario))
     }
 
-    /// Replaces the scenario; activation follows its devices (unchanged codes keep their state) and
-    /// mercury its authorization timeout (for sockets opened afterwards).
+    /// Replaces the scenario; activation follows its devices (unchanged codes keep their state),
+    /// mercury its authorization timeout (for sockets opened afterwards) and the calendar its
+    /// bookings (only when they changed) and keys (added, never replaced).
     pub(crate) fn replace_scenario(&self, scenario: Scenario) {
         self.activation.sync(&scenario);
         self.mercury.set_auth_timeout(auth_timeout(&scenario));
-        *lock(&self.scenario) = scenario;
+        let mut current = lock(&self.scenario);
+        self.calendar.sync(&current, &scenario);
+        *current = scenario;
     }
 
     pub(crate) fn set_gds_state(&self, state: &str) {
