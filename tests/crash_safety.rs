@@ -111,3 +111,103 @@ fn kill_9_during_credential_writes_leaves_old_or_new() {
     }
     assert!(last_seen > 1, "the writer never got past its first version");
 }
+
+const BOOKINGS_WRITER_ENV: &str = "ROOMD_CRASH_BOOKINGS_DIR";
+
+/// Bookings state number `n`: 1..=30 bookings titled `v<n>`, marked in `next_meeting`.
+fn bookings_version(n: u64) -> roomd::bookings::model::BookingsModel {
+    use roomd::proto::calendar::MeetingDto;
+    let mut model = roomd::bookings::model::BookingsModel::default();
+    for i in 0..(n % 30 + 1) {
+        model.upsert(
+            &MeetingDto {
+                id: format!("booking-{i}"),
+                start: Some("2026-11-21T10:00:00.000Z".into()),
+                duration_minutes: Some(30),
+                encrypted_subject: Some(format!("v{n}")),
+                webex_uri: Some(format!("{i}@example.webex.com")),
+                ..Default::default()
+            },
+            &Default::default(),
+        );
+    }
+    model.next_meeting = 1_000_000 + n;
+    model
+}
+
+/// The child: rewrites the bookings cache with versions 1, 2, 3, ... until killed.
+#[test]
+fn crash_bookings_writer_child() {
+    let Some(dir) = std::env::var_os(BOOKINGS_WRITER_ENV) else {
+        return;
+    };
+    let state = StateDir::open(dir).unwrap();
+    let mut n = 1;
+    roomd::bookings::cache::save(&state, &bookings_version(n), 300).unwrap();
+    println!("started");
+    loop {
+        n += 1;
+        roomd::bookings::cache::save(&state, &bookings_version(n), 300).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_at_200_points_during_bookings_cache_writes_leaves_old_or_new() {
+    use roomd::bookings::cache::{CACHE_FILE, Loaded, load};
+    if std::env::var_os(BOOKINGS_WRITER_ENV).is_some() || std::env::var_os(WRITER_ENV).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::thread_rng();
+    let mut newest = 0u64;
+    for round in 0..200 {
+        let mut child = target_command(&std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "crash_bookings_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(BOOKINGS_WRITER_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).unwrap();
+            assert!(
+                read > 0,
+                "round {round}: writer exited before its first write"
+            );
+            if line.trim_end().ends_with("started") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..10_000)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let state = StateDir::open(dir.path()).unwrap();
+        let Loaded::Cache(model) = load(&state) else {
+            panic!("round {round}: the cache does not load after kill -9");
+        };
+        let n = model.next_meeting - 1_000_000;
+        assert_eq!(
+            model,
+            bookings_version(n),
+            "round {round}: a torn or mixed state"
+        );
+        newest = newest.max(n);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name();
+            if name.to_string_lossy().starts_with('.') {
+                std::fs::remove_file(dir.path().join(name)).unwrap();
+            }
+        }
+        std::fs::remove_file(dir.path().join(CACHE_FILE)).unwrap();
+    }
+    assert!(newest > 1, "the writer never got past its first version");
+}

@@ -94,12 +94,15 @@ mod tests {
 
     fn model() -> BookingsModel {
         let mut model = BookingsModel::default();
-        model.upsert(&MeetingDto {
-            id: "a".into(),
-            start: Some("2022-04-26T13:15:00.000Z".into()),
-            webex_uri: Some("x@webex.com".into()),
-            ..Default::default()
-        });
+        model.upsert(
+            &MeetingDto {
+                id: "a".into(),
+                start: Some("2022-04-26T13:15:00.000Z".into()),
+                webex_uri: Some("x@webex.com".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        );
         model.mark_pending("minimal-1");
         model
     }

@@ -209,8 +209,9 @@ pub struct BookingsModel {
 }
 
 impl BookingsModel {
-    /// Files a full DTO (create, update, fetched minimal, catch-up item).
-    pub fn upsert(&mut self, dto: &MeetingDto) -> Change {
+    /// Files a full DTO (create, update, fetched minimal, catch-up item). Fields whose key is
+    /// in `keys` are decrypted at once, so an unchanged booking compares equal.
+    pub fn upsert(&mut self, dto: &MeetingDto, keys: &HashMap<String, [u8; 32]>) -> Change {
         let Some(start_ms) = dto
             .start
             .as_deref()
@@ -224,7 +225,7 @@ impl BookingsModel {
             value
                 .as_deref()
                 .filter(|v| !v.is_empty())
-                .map(Text::classify)
+                .map(|v| decrypt_known(Text::classify(v), keys, &dto.id))
         };
         let mut uris = BTreeMap::new();
         let join_info = dto.meeting_join_info.clone().unwrap_or_default();
@@ -282,11 +283,16 @@ impl BookingsModel {
         } else {
             tracing::info!("Updating meeting - {}", booking.log_fields());
         }
-        if matches!(booking.title, Some(Text::Plain(_))) {
-            tracing::info!(
+        match dto.encrypted_subject.as_deref().map(Text::classify) {
+            Some(Text::Plain(_)) => tracing::info!(
                 "Found plaintext title for calendar event with id='{}'",
                 booking.id
-            );
+            ),
+            Some(Text::Encrypted(_)) => tracing::info!(
+                "Decrypting title for calendar event with id='{}'",
+                booking.id
+            ),
+            None => {}
         }
         if inserted {
             tracing::info!("Creating new Meeting (id={meeting})");
@@ -412,27 +418,52 @@ impl BookingsModel {
     }
 }
 
-/// Same DTO content as already filed (ignoring fields decrypted since).
+/// The same booking as already filed (an encrypted field whose key is unknown compares
+/// unequal to its decrypted self: it is filed again and decrypted once the key comes).
 fn same_source(old: &Booking, new: &Booking) -> bool {
-    let texts_match = |a: &Option<Text>, b: &Option<Text>| match (a, b) {
-        (Some(Text::Plain(_)), Some(Text::Encrypted(_))) => true,
-        _ => a == b,
+    old == new
+}
+
+/// Decrypts `text` now when its key is known; a JWE that does not open stays encrypted.
+fn decrypt_known(text: Text, keys: &HashMap<String, [u8; 32]>, id: &str) -> Text {
+    let Text::Encrypted(jwe) = &text else {
+        return text;
     };
-    old.start_ms == new.start_ms
-        && old.duration_minutes == new.duration_minutes
-        && old.join_type == new.join_type
-        && old.series_id == new.series_id
-        && old.organizer_id == new.organizer_id
-        && old.uris.keys().eq(new.uris.keys())
-        && texts_match(&old.title, &new.title)
-        && texts_match(&old.location, &new.location)
-        && texts_match(&old.organizer_name, &new.organizer_name)
-        && texts_match(&old.organizer_email, &new.organizer_email)
-        && old
-            .uris
-            .iter()
-            .zip(new.uris.iter())
-            .all(|((_, a), (_, b))| texts_match(&Some(a.clone()), &Some(b.clone())))
+    let Ok(parsed) = Jwe::parse(jwe) else {
+        return text;
+    };
+    let Some(key) = keys.get(&parsed.kid) else {
+        return text;
+    };
+    match parsed.decrypt(key) {
+        Ok(plain) => Text::Plain(plain),
+        Err(e) => {
+            tracing::error!("calendar event {id}: {e}");
+            text
+        }
+    }
+}
+
+/// The key URLs a DTO's encrypted fields name (to fetch before filing it).
+pub fn dto_key_urls(dto: &MeetingDto) -> BTreeSet<String> {
+    let join = dto.meeting_join_info.clone().unwrap_or_default();
+    [
+        &dto.encrypted_subject,
+        &dto.encrypted_location,
+        &dto.encrypted_organizer_name,
+        &dto.encrypted_organizer_email,
+        &dto.webex_uri,
+        &dto.webex_url,
+        &dto.space_uri,
+        &dto.space_url,
+        &dto.call_uri,
+        &join.meeting_join_uri,
+        &join.meeting_join_url,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|v| Jwe::parse(v).ok().map(|j| j.kid))
+    .collect()
 }
 
 #[cfg(test)]
@@ -460,27 +491,32 @@ mod tests {
     fn meetings_are_numbered_and_kept_across_updates() {
         let mut model = BookingsModel::default();
         assert_eq!(
-            model.upsert(&dto("a", "2022-04-26T13:15:00.000Z")),
+            model.upsert(&dto("a", "2022-04-26T13:15:00.000Z"), &HashMap::new()),
             Change::Inserted("a".into())
         );
         assert_eq!(
-            model.upsert(&dto("b", "2022-04-26T12:00:00.000Z")),
+            model.upsert(&dto("b", "2022-04-26T12:00:00.000Z"), &HashMap::new()),
             Change::Inserted("b".into())
         );
         assert_eq!(
-            model.upsert(&dto("a", "2022-04-26T13:15:00.000Z")),
+            model.upsert(&dto("a", "2022-04-26T13:15:00.000Z"), &HashMap::new()),
             Change::Unchanged
         );
         let mut moved = dto("a", "2022-04-26T14:00:00.000Z");
         moved.call_uri = Some("sip:x@y".into());
-        assert_eq!(model.upsert(&moved), Change::Updated("a".into()));
+        assert_eq!(
+            model.upsert(&moved, &HashMap::new()),
+            Change::Updated("a".into())
+        );
         assert_eq!(model.bookings["a"].meeting, 1);
         assert_eq!(model.bookings["b"].xapi_id(), "webex-2");
         let order: Vec<&str> = model.ordered().iter().map(|b| b.id.as_str()).collect();
         assert_eq!(order, ["b", "a"]);
         assert_eq!(model.remove("a"), Change::Removed("a".into()));
         assert_eq!(
-            model.upsert(&dto("c", "2022-04-26T13:15:00.000Z")).clone(),
+            model
+                .upsert(&dto("c", "2022-04-26T13:15:00.000Z"), &HashMap::new())
+                .clone(),
             Change::Inserted("c".into())
         );
         assert_eq!(model.bookings["c"].meeting, 3, "numbers are never reused");
@@ -492,7 +528,7 @@ mod tests {
         let mut none = dto("n", "2022-04-26T13:15:00.000Z");
         none.webex_uri = None;
         none.webex_url = Some("https://example.webex.com/meet/x".into());
-        model.upsert(&none);
+        model.upsert(&none, &HashMap::new());
         assert!(
             !model.bookings["n"].eligible(),
             "a webexURL alone is not joinable"
@@ -504,13 +540,13 @@ mod tests {
             meeting_join_uri: Some("join@x".into()),
             meeting_join_url: Some("https://join".into()),
         });
-        model.upsert(&all);
+        model.upsert(&all, &HashMap::new());
         let (kind, uri) = model.bookings["all"].join_uri().unwrap();
         assert_eq!((kind, uri.shown()), (UriKind::WebexUri, "123@webex.com"));
         let mut no_webex = all.clone();
         no_webex.id = "nw".into();
         no_webex.webex_uri = None;
-        model.upsert(&no_webex);
+        model.upsert(&no_webex, &HashMap::new());
         assert_eq!(
             model.bookings["nw"].join_uri().unwrap().0,
             UriKind::MeetingJoinUri
@@ -523,7 +559,7 @@ mod tests {
         let mut secret = dto("s", "2022-04-26T13:15:00.000Z");
         secret.encrypted_subject = Some(jwe::encrypt("Board meeting", &KEY, "kms://k/1", [1; 12]));
         secret.webex_uri = Some(jwe::encrypt("777@webex.com", &KEY, "kms://k/1", [2; 12]));
-        model.upsert(&secret);
+        model.upsert(&secret, &HashMap::new());
         assert_eq!(model.bookings["s"].title_shown(), ENCRYPTED_PLACEHOLDER);
         assert!(
             model.bookings["s"].eligible(),
@@ -538,16 +574,26 @@ mod tests {
         assert_eq!(model.decrypt_with(&keys), 1);
         assert_eq!(model.bookings["s"].title_shown(), "Board meeting");
         assert!(!model.bookings["s"].needs_key());
-        // The same encrypted DTO again does not undo the decryption.
-        assert_eq!(model.upsert(&secret), Change::Unchanged);
+        // The same DTO again, its key known: decrypted on arrival, so nothing changed.
+        assert_eq!(model.upsert(&secret, &keys), Change::Unchanged);
         assert_eq!(model.bookings["s"].title_shown(), "Board meeting");
+        // Re-encrypted content (a fresh IV, or a new title) with the key: compared in clear.
+        let mut renamed = secret.clone();
+        renamed.encrypted_subject = Some(jwe::encrypt(
+            "Board meeting (moved)",
+            &KEY,
+            "kms://k/1",
+            [9; 12],
+        ));
+        assert_eq!(model.upsert(&renamed, &keys), Change::Updated("s".into()));
+        assert_eq!(model.bookings["s"].title_shown(), "Board meeting (moved)");
     }
 
     #[test]
     fn reconcile_only_inside_the_window_and_purge_after_a_day() {
         let mut model = BookingsModel::default();
-        model.upsert(&dto("in", "2022-04-26T13:00:00.000Z"));
-        model.upsert(&dto("far", "2022-06-01T13:00:00.000Z"));
+        model.upsert(&dto("in", "2022-04-26T13:00:00.000Z"), &HashMap::new());
+        model.upsert(&dto("far", "2022-06-01T13:00:00.000Z"), &HashMap::new());
         let from = crate::clock::parse_iso8601_ms("2022-04-26T00:00:00.000Z").unwrap();
         let to = crate::clock::parse_iso8601_ms("2022-05-03T00:00:00.000Z").unwrap();
         assert_eq!(

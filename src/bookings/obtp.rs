@@ -133,13 +133,16 @@ mod tests {
             ("a", "2022-04-26T13:00:00.000Z", true),
             ("b", "2022-04-26T13:20:00.000Z", false),
         ] {
-            model.upsert(&MeetingDto {
-                id: id.into(),
-                start: Some(start.into()),
-                duration_minutes: Some(30),
-                webex_uri: uri.then(|| "x@webex.com".to_string()),
-                ..Default::default()
-            });
+            model.upsert(
+                &MeetingDto {
+                    id: id.into(),
+                    start: Some(start.into()),
+                    duration_minutes: Some(30),
+                    webex_uri: uri.then(|| "x@webex.com".to_string()),
+                    ..Default::default()
+                },
+                &Default::default(),
+            );
         }
         model
     }

@@ -275,7 +275,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path().join("state")).unwrap();
         let (store, _) = BookingsStore::open(&state, 300);
-        store.update(|m| (m.upsert(&booking("a", "2026-11-21T10:00:00.000Z")), true));
+        store.update(|m| {
+            (
+                m.upsert(
+                    &booking("a", "2026-11-21T10:00:00.000Z"),
+                    &Default::default(),
+                ),
+                true,
+            )
+        });
         let clock = Arc::new(TestClock {
             base_ms: ms(BASE),
             started: Instant::now(),
@@ -330,7 +338,15 @@ mod tests {
             .unwrap();
 
         // A booking added now re-arms the schedule.
-        store.update(|m| (m.upsert(&booking("b", "2026-11-21T12:00:00.000Z")), true));
+        store.update(|m| {
+            (
+                m.upsert(
+                    &booking("b", "2026-11-21T12:00:00.000Z"),
+                    &Default::default(),
+                ),
+                true,
+            )
+        });
         let e = next_event(&mut events).await;
         assert_eq!(
             (e.kind, e.booking.as_str()),
@@ -354,7 +370,10 @@ mod tests {
         for i in 0..50 {
             store.update(|m| {
                 (
-                    m.upsert(&booking(&format!("b{i}"), "2026-11-21T12:00:00.000Z")),
+                    m.upsert(
+                        &booking(&format!("b{i}"), "2026-11-21T12:00:00.000Z"),
+                        &Default::default(),
+                    ),
                     true,
                 )
             });

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::model::Change;
+use super::model::{Change, dto_key_urls};
 use super::store::{BookingsStore, now_ms};
 use crate::cloud::calendar::{CalendarClient, CalendarError};
 use crate::daemon::status::DeviceStatus;
@@ -133,10 +133,11 @@ impl Sync {
         match parsed {
             CalendarEvent::Upsert(dto) => {
                 tracing::info!("CalendarClientImpl::on_meeting_updated_event");
-                self.apply(|m| m.upsert(&dto));
                 if let Some(client) = client {
-                    self.fetch_keys(client, state).await;
+                    self.ensure_keys(client, dto_key_urls(&dto), state).await;
                 }
+                let keys = &state.keys;
+                self.apply(|m| m.upsert(&dto, keys));
             }
             CalendarEvent::Minimal { id } => {
                 self.store.update(|m| {
@@ -176,7 +177,9 @@ impl Sync {
         for id in ids {
             match client.event(&id).await {
                 Ok(Some(dto)) => {
-                    self.apply(|m| m.upsert(&dto));
+                    self.ensure_keys(client, dto_key_urls(&dto), state).await;
+                    let keys = &state.keys;
+                    self.apply(|m| m.upsert(&dto, keys));
                 }
                 Ok(None) => {
                     tracing::info!("calendar event {id} no longer exists");
@@ -208,18 +211,23 @@ impl Sync {
         self.fetch_keys(client, state).await;
     }
 
-    /// Fetches keys encrypted fields name (cached for good), then decrypts.
-    async fn fetch_keys(&self, client: &CalendarClient, state: &mut State) {
-        let wanted: BTreeSet<String> = self.store.read(|m| m.wanted_keys());
+    /// Fetches the keys in `wanted` not cached yet (keys never change, so they are cached
+    /// for good). A failure schedules a retry and shows in status.
+    async fn ensure_keys(
+        &self,
+        client: &CalendarClient,
+        wanted: BTreeSet<String>,
+        state: &mut State,
+    ) {
+        let mut failed = false;
         let missing: Vec<String> = wanted
             .into_iter()
             .filter(|u| !state.keys.contains_key(u))
             .collect();
-        let mut failed = false;
-        for uri in &missing {
-            match client.key(uri).await {
+        for uri in missing {
+            match client.key(&uri).await {
                 Ok(key) => {
-                    state.keys.insert(uri.clone(), key);
+                    state.keys.insert(uri, key);
                 }
                 Err(e) => {
                     failed = true;
@@ -227,18 +235,31 @@ impl Sync {
                 }
             }
         }
+        if failed {
+            if state.key_retry.is_none() {
+                state.key_retry = Some(Instant::now() + state.key_backoff.next_delay());
+            }
+            self.status
+                .send_if_modified(|s| !std::mem::replace(&mut s.bookings.keys_missing, true));
+        }
+    }
+
+    /// The retry: keys for every field still encrypted, then decrypt them.
+    async fn fetch_keys(&self, client: &CalendarClient, state: &mut State) {
+        let wanted = self.store.read(|m| m.wanted_keys());
+        self.ensure_keys(client, wanted, state).await;
         let keys = &state.keys;
         self.store.update(|m| {
             let n = m.decrypt_with(keys);
             ((), n > 0)
         });
-        if failed {
-            let delay = state.key_backoff.next_delay();
-            state.key_retry = Some(Instant::now() + delay);
-            self.status.send_modify(|s| s.bookings.keys_missing = true);
-        } else {
+        if self
+            .store
+            .read(|m| m.wanted_keys().iter().all(|k| state.keys.contains_key(k)))
+        {
             state.key_backoff.reset();
-            self.status.send_modify(|s| s.bookings.keys_missing = false);
+            self.status
+                .send_if_modified(|s| std::mem::replace(&mut s.bookings.keys_missing, false));
         }
     }
 
@@ -252,21 +273,27 @@ impl Sync {
             .send_modify(|s| s.bookings.catch_up = "Running".into());
         let started = std::time::Instant::now();
         let mut listed = BTreeSet::new();
-        let result = client
-            .list(&iso(from), &iso(to), |items| {
-                for dto in &items {
-                    listed.insert(dto.id.clone());
+        let mut pager = client.pages(&iso(from), &iso(to));
+        let result = loop {
+            match pager.next().await {
+                None => break Ok(pager.pages_read()),
+                Some(Err(e)) => break Err(e),
+                Some(Ok(items)) => {
+                    let wanted = items.iter().flat_map(dto_key_urls).collect();
+                    self.ensure_keys(client, wanted, state).await;
+                    let keys = &state.keys;
+                    listed.extend(items.iter().map(|dto| dto.id.clone()));
+                    self.store.update(|m| {
+                        let changed = items
+                            .iter()
+                            .map(|dto| m.upsert(dto, keys))
+                            .filter(|c| *c != Change::Unchanged)
+                            .count();
+                        ((), changed > 0)
+                    });
                 }
-                self.store.update(|m| {
-                    let changed = items
-                        .iter()
-                        .map(|dto| m.upsert(dto))
-                        .filter(|c| *c != Change::Unchanged)
-                        .count();
-                    ((), changed > 0)
-                });
-            })
-            .await;
+            }
+        };
         match result {
             Ok(pages) => {
                 let removed = self.store.update(|m| {
@@ -284,6 +311,7 @@ impl Sync {
                 self.status.send_modify(|s| {
                     s.bookings.catch_up = "Complete".into();
                     s.bookings.last_catch_up = Some(std::time::SystemTime::now());
+                    s.bookings.catch_up_duration = Some(started.elapsed());
                     s.bookings.catch_ups += 1;
                 });
             }

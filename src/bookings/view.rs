@@ -113,21 +113,27 @@ mod tests {
     #[test]
     fn seed_000_lines() {
         let mut model = BookingsModel::default();
-        model.upsert(&MeetingDto {
-            id: "6103501f-3650-6ae0-bf76-b661a74ceba3".into(),
-            start: Some("2022-04-26T13:15:00.000Z".into()),
-            duration_minutes: Some(30),
-            meeting_join_type: Some("WEBEX".into()),
-            encrypted_subject: Some("CLUS 2022 Test Meeting".into()),
-            encrypted_organizer_name: Some("Ann Example".into()),
-            webex_uri: Some("123@example.webex.com".into()),
-            ..Default::default()
-        });
-        model.upsert(&MeetingDto {
-            id: "no-uri".into(),
-            start: Some("2022-04-26T15:00:00.000Z".into()),
-            ..Default::default()
-        });
+        model.upsert(
+            &MeetingDto {
+                id: "6103501f-3650-6ae0-bf76-b661a74ceba3".into(),
+                start: Some("2022-04-26T13:15:00.000Z".into()),
+                duration_minutes: Some(30),
+                meeting_join_type: Some("WEBEX".into()),
+                encrypted_subject: Some("CLUS 2022 Test Meeting".into()),
+                encrypted_organizer_name: Some("Ann Example".into()),
+                webex_uri: Some("123@example.webex.com".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        );
+        model.upsert(
+            &MeetingDto {
+                id: "no-uri".into(),
+                start: Some("2022-04-26T15:00:00.000Z".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        );
         let text = bookings_txt(&model, 300);
         for line in [
             "*r BookingsListResult ResultInfo TotalRows: 2\n",

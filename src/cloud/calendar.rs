@@ -60,47 +60,16 @@ impl CalendarClient {
         }
     }
 
-    /// The list over [from, to), page by page; `each_page` gets every page's DTOs as it comes.
-    /// Returns how many pages there were; any failed page is an error (the caller must not
-    /// treat what it got as complete).
-    pub async fn list(
-        &self,
-        from_iso: &str,
-        to_iso: &str,
-        mut each_page: impl FnMut(Vec<MeetingDto>),
-    ) -> Result<usize, CalendarError> {
-        let mut url = format!(
-            "{}/calendarEvents?max=50&offset=0&fromDate={from_iso}&toDate={to_iso}&compact=true",
-            self.urls.calendar.trim_end_matches('/')
-        );
-        for page in 1..=MAX_PAGES {
-            let fetched = async {
-                let response = self.client.send(Method::GET, &url, None, &[]).await?;
-                let parsed = calendar::parse_page(&response.body)?;
-                let next = response
-                    .headers
-                    .get_all("link")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find_map(calendar::next_link);
-                Ok::<_, CalendarError>((parsed, next))
-            }
-            .await
-            .map_err(|e| CalendarError::Page {
-                page,
-                source: Box::new(e),
-            })?;
-            let (parsed, next) = fetched;
-            for reason in &parsed.rejected {
-                tracing::error!("calendar catch-up page {page}: item skipped: {reason}");
-            }
-            each_page(parsed.items);
-            match next {
-                Some(next) => url = next,
-                None => return Ok(page),
-            }
+    /// The list over [from, to), one page per [`Pager::next`] call.
+    pub fn pages(&self, from_iso: &str, to_iso: &str) -> Pager<'_> {
+        Pager {
+            client: self,
+            next_url: Some(format!(
+                "{}/calendarEvents?max=50&offset=0&fromDate={from_iso}&toDate={to_iso}&compact=true",
+                self.urls.calendar.trim_end_matches('/')
+            )),
+            page: 0,
         }
-        Err(CalendarError::TooManyPages(MAX_PAGES))
     }
 
     /// `GET {kms}/keys?uri=…` → the 256-bit content key.
@@ -139,6 +108,61 @@ impl CalendarClient {
         bytes
             .try_into()
             .map_err(|v: Vec<u8>| fail(format!("key of {} bytes, expected 32", v.len())))
+    }
+}
+
+/// Walks the list by its `Link: rel="next"` headers. Any failed page is an error: what came
+/// before it must not be treated as complete.
+#[derive(Debug)]
+pub struct Pager<'a> {
+    client: &'a CalendarClient,
+    next_url: Option<String>,
+    page: usize,
+}
+
+impl Pager<'_> {
+    /// The next page's DTOs; `None` after the last page.
+    pub async fn next(&mut self) -> Option<Result<Vec<MeetingDto>, CalendarError>> {
+        let url = self.next_url.take()?;
+        self.page += 1;
+        let page = self.page;
+        if page > MAX_PAGES {
+            return Some(Err(CalendarError::TooManyPages(MAX_PAGES)));
+        }
+        let fetched = async {
+            let response = self
+                .client
+                .client
+                .send(Method::GET, &url, None, &[])
+                .await?;
+            let parsed = calendar::parse_page(&response.body)?;
+            let next = response
+                .headers
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(calendar::next_link);
+            Ok::<_, CalendarError>((parsed, next))
+        }
+        .await;
+        match fetched {
+            Ok((parsed, next)) => {
+                for reason in &parsed.rejected {
+                    tracing::error!("calendar catch-up page {page}: item skipped: {reason}");
+                }
+                self.next_url = next;
+                Some(Ok(parsed.items))
+            }
+            Err(e) => Some(Err(CalendarError::Page {
+                page,
+                source: Box::new(e),
+            })),
+        }
+    }
+
+    /// Pages fetched so far.
+    pub fn pages_read(&self) -> usize {
+        self.page
     }
 }
 

@@ -39,6 +39,8 @@ pub struct BookingsStatus {
     /// `Never`, `Running`, `Complete`, `Failed at page N`.
     pub catch_up: String,
     pub last_catch_up: Option<SystemTime>,
+    /// How long the last complete catch-up took.
+    pub catch_up_duration: Option<Duration>,
     pub catch_ups: u32,
     /// Some encrypted field waits for a KMS key.
     pub keys_missing: bool,
@@ -359,6 +361,9 @@ impl DeviceStatus {
         });
         if let Some(at) = b.last_catch_up {
             bookings["CatchUp"]["LastCompleted"] = json!(iso8601(at));
+        }
+        if let Some(took) = b.catch_up_duration {
+            bookings["CatchUp"]["DurationMs"] = json!(took.as_millis() as u64);
         }
         tree["Bookings"] = bookings;
         tree["Audio"] = json!({
