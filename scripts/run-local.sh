@@ -25,6 +25,9 @@ admin_port=${ROOMD_SIM_ADMIN_PORT:-8444}
 proxy_port=${ROOMD_SIM_PROXY_PORT:-8445}
 alt_port=${ROOMD_SIM_ALT_PORT:-8446}
 cms_port=${ROOMD_SIM_CMS_PORT:-8447}
+# The simulator makes new CAs, tokens and device records every start, so a device state
+# from an earlier run can never talk to it: start the device fresh too.
+rm -rf "$run_dir/state"
 mkdir -p "$run_dir/etc/config.d" "$run_dir/sim" "$run_dir/state" "$run_dir/run"
 chmod 0700 "$run_dir/state"
 rm -f "$run_dir/sim/sim.json"
