@@ -202,6 +202,10 @@ impl MeetingServerClient {
                 },
                 _ = tokio::time::sleep_until(probe_at), if !probed => {
                     // Same set, same indexes: the server acks it, proving the socket alive.
+                    tracing::info!(
+                        "Meeting Server events: nothing received for {} s; re-sending the subscription as a probe",
+                        (self.inactivity / 2).as_secs()
+                    );
                     send(&mut socket, session.probe()).await?;
                     probed = true;
                 }
