@@ -1,4 +1,5 @@
-//! Wall-clock formatting in the wire profile's form: ISO-8601 UTC with milliseconds.
+//! Wall-clock formatting in the wire profile's form (ISO-8601 UTC with milliseconds), and a
+//! sleep on an optional monotonic deadline for `select!` loops.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +63,14 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Sleeps until `at`; never wakes when there is no deadline (a disabled `select!` timer).
+pub async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).

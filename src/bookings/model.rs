@@ -126,6 +126,19 @@ impl Booking {
         self.title.as_ref().map(Text::shown).unwrap_or("")
     }
 
+    /// Every text field present: title, location, organizer name and email, then the URIs.
+    fn texts(&self) -> impl Iterator<Item = &Text> {
+        [
+            &self.title,
+            &self.location,
+            &self.organizer_name,
+            &self.organizer_email,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.uris.values())
+    }
+
     fn texts_mut(&mut self) -> impl Iterator<Item = &mut Text> {
         [
             &mut self.title,
@@ -140,34 +153,17 @@ impl Booking {
 
     /// True while any field is still encrypted.
     pub fn needs_key(&self) -> bool {
-        [
-            &self.title,
-            &self.location,
-            &self.organizer_name,
-            &self.organizer_email,
-        ]
-        .into_iter()
-        .flatten()
-        .chain(self.uris.values())
-        .any(|t| matches!(t, Text::Encrypted(_)))
+        self.texts().any(|t| matches!(t, Text::Encrypted(_)))
     }
 
     /// The key URLs its encrypted fields name.
     pub fn wanted_keys(&self) -> BTreeSet<String> {
-        [
-            &self.title,
-            &self.location,
-            &self.organizer_name,
-            &self.organizer_email,
-        ]
-        .into_iter()
-        .flatten()
-        .chain(self.uris.values())
-        .filter_map(|t| match t {
-            Text::Encrypted(jwe) => Jwe::parse(jwe).ok().map(|j| j.kid),
-            Text::Plain(_) => None,
-        })
-        .collect()
+        self.texts()
+            .filter_map(|t| match t {
+                Text::Encrypted(jwe) => Jwe::parse(jwe).ok().map(|j| j.kid),
+                Text::Plain(_) => None,
+            })
+            .collect()
     }
 
     fn log_fields(&self) -> String {
@@ -385,20 +381,11 @@ impl BookingsModel {
             let title_encrypted = matches!(booking.title, Some(Text::Encrypted(_)));
             let mut any = false;
             for text in booking.texts_mut() {
-                let Text::Encrypted(jwe) = text else { continue };
-                let Ok(parsed) = Jwe::parse(jwe) else {
+                if matches!(text, Text::Plain(_)) {
                     continue;
-                };
-                let Some(key) = keys.get(&parsed.kid) else {
-                    continue;
-                };
-                match parsed.decrypt(key) {
-                    Ok(plain) => {
-                        *text = Text::Plain(plain);
-                        any = true;
-                    }
-                    Err(e) => tracing::error!("calendar event {id}: {e}"),
                 }
+                *text = decrypt_known(text.clone(), keys, &id);
+                any |= matches!(text, Text::Plain(_));
             }
             if title_encrypted {
                 tracing::info!("Decrypting title for calendar event with id='{id}'");

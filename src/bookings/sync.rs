@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::model::{Change, dto_key_urls};
 use super::store::{BookingsStore, now_ms};
+use crate::clock::sleep_until_some;
 use crate::cloud::calendar::{CalendarClient, CalendarError};
 use crate::daemon::status::DeviceStatus;
 use crate::events::{Event, EventBus, Subscription};
@@ -96,15 +97,15 @@ impl Sync {
                     tracing::info!("calendar catch-up requested ({reason:?})");
                     state.catch_up_at = Some(Instant::now());
                 }
-                _ = sleep_until(state.catch_up_at), if state.catch_up_at.is_some() && client.is_some() => {
+                _ = sleep_until_some(state.catch_up_at), if state.catch_up_at.is_some() && client.is_some() => {
                     state.catch_up_at = None;
                     self.catch_up(client.as_ref().expect("guarded"), &mut state).await;
                 }
-                _ = sleep_until(state.pending_retry), if state.pending_retry.is_some() && client.is_some() => {
+                _ = sleep_until_some(state.pending_retry), if state.pending_retry.is_some() && client.is_some() => {
                     state.pending_retry = None;
                     self.fetch_pending(client.as_ref().expect("guarded"), &mut state).await;
                 }
-                _ = sleep_until(state.key_retry), if state.key_retry.is_some() && client.is_some() => {
+                _ = sleep_until_some(state.key_retry), if state.key_retry.is_some() && client.is_some() => {
                     state.key_retry = None;
                     self.fetch_keys(client.as_ref().expect("guarded"), &mut state).await;
                 }
@@ -330,12 +331,5 @@ impl Sync {
             }
         }
         self.fetch_keys(client, state).await;
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

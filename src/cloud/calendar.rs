@@ -2,7 +2,7 @@
 //! content keys encrypted fields name.
 
 use crate::cloud::authed::{AuthedClient, CloudError};
-use crate::net::http::Method;
+use crate::net::http::{Method, percent_encode};
 use crate::proto::ParseError;
 use crate::proto::calendar::{self, MeetingDto};
 
@@ -164,17 +164,4 @@ impl Pager<'_> {
     pub fn pages_read(&self) -> usize {
         self.page
     }
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
 }

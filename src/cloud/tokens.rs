@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::net::http::{HttpClient, HttpError, Method, Request};
+use crate::net::http::{HttpClient, HttpError, Method, Request, percent_encode};
 use crate::proto::ParseError;
 use crate::proto::activation::parse_token_grant;
 use crate::secret::Secret;
@@ -129,7 +129,7 @@ impl TokenManager {
         }
         let form = Secret::new(format!(
             "grant_type=refresh_token&refresh_token={}",
-            urlencode(current.refresh_token.expose())
+            percent_encode(current.refresh_token.expose())
         ));
         let response = match self
             .http
@@ -180,20 +180,6 @@ fn deadline(tokens: &StoredTokens, now: SystemTime) -> Instant {
     Instant::now() + tokens.remaining(now).saturating_sub(ahead)
 }
 
-/// Percent-encoding for form values (RFC 3986 unreserved characters stay).
-fn urlencode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,10 +194,5 @@ mod tests {
             refresh_ahead(Duration::from_secs(3600)),
             Duration::from_secs(360)
         );
-    }
-
-    #[test]
-    fn form_values_are_percent_encoded() {
-        assert_eq!(urlencode("a+b/c=d e~"), "a%2Bb%2Fc%3Dd%20e~");
     }
 }

@@ -222,6 +222,21 @@ impl HttpClient {
     }
 }
 
+/// Percent-encoding for query and form values: RFC 3986 unreserved characters stay, every
+/// other byte becomes `%XX`.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
 /// A request body. Form bodies carry secrets (refresh tokens), so they stay redacted.
 #[derive(Debug)]
 pub enum Body {
@@ -354,6 +369,15 @@ fn tls_error(url: String, error: &rustls::Error) -> HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_percent_encoded() {
+        assert_eq!(percent_encode("a+b/c=d e~"), "a%2Bb%2Fc%3Dd%20e~");
+        assert_eq!(
+            percent_encode("kms://kms.sim.invalid/keys/default"),
+            "kms%3A%2F%2Fkms.sim.invalid%2Fkeys%2Fdefault"
+        );
+    }
 
     #[test]
     fn tracking_ids_share_a_session_and_count_up() {

@@ -10,8 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::clock::sleep_until_some;
 use crate::cloud::mercury::policy::{CloseInfo, refused_status_as_code};
-use crate::cloud::mercury::sleep_until_some;
 use crate::events::recent::RecentIds;
 use crate::events::{Event, EventBus, Namespace, ResyncReason};
 use crate::net::websocket::{self, CloseFrame, Message, WsStream};

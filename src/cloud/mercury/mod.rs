@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::clock::sleep_until_some;
 use crate::events::{EventBus, ResyncReason};
 use crate::net::backoff::Backoff;
 use crate::platform::logging::message_id;
@@ -477,12 +478,5 @@ fn describe(info: &CloseInfo) -> String {
         format!("{who} ({code})")
     } else {
         format!("{who} ({code} {})", info.reason)
-    }
-}
-
-pub(crate) async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
