@@ -6,6 +6,8 @@
 //!
 //! Every wait is bounded and event-driven (the next frame on the socket, with a timeout).
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,16 +17,13 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::{SinkExt as _, StreamExt as _};
-use roomd_sim::srp::{self, Envelope, Group};
 use roomd_sim::{
     BookingPatch, BookingSpec, BulkSpec, Device, EventMode, PageFault, Scenario, SimHandle,
     SimOptions, start,
 };
-use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use sha2::Sha256;
+use support::{Result, activate, client_trusting, register_device, tls_config};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -36,7 +35,6 @@ const CODE: &str = "4353450012345678";
 /// A date range wide enough for every booking the tests make.
 const WIDE: &str = "fromDate=2000-01-01T00:00:00.000Z&toDate=2100-01-01T00:00:00.000Z";
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
 struct Fixture {
@@ -47,26 +45,6 @@ struct Fixture {
     /// The registered WDM device id: the mercury registration.
     device: String,
     _dir: tempfile::TempDir,
-}
-
-fn tls_config(ca_pem: &str) -> Result<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    Ok(
-        ClientConfig::builder_with_provider(roomd_sim::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-fn client_trusting(ca_pem: &str) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls_config(ca_pem)?)
-        .timeout(WAIT)
-        .build()?)
 }
 
 async fn fixture() -> Result<Fixture> {
@@ -81,24 +59,10 @@ async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
     let mut opts = SimOptions::new(dir.path().join("state"));
     opts.scenario = scenario;
     let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem())?;
-    let http = client_trusting(sim.proxy_ca_pem())?;
-    let token = activate(&sim, &main).await?;
-    let resp = http
-        .post(format!("{}/wdm/api/v1/devices", sim.service_base_url()))
-        .bearer_auth(&token)
-        .json(&json!({
-            "deviceIdentifier": "00000000-abcd-0000-abcd-000000000000",
-            "systemName": "s53300",
-            "systemVersion": "roomd 0.1.0",
-            "deviceType": "TP_ENDPOINT",
-            "model": "roomd reference device",
-            "name": "Simulated Room",
-        }))
-        .send()
-        .await?;
-    assert_eq!(resp.status(), 200);
-    let dev: Value = resp.json().await?;
+    let main = client_trusting(sim.ca_pem(), WAIT)?;
+    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
+    let token = activate(&sim, &main, CODE).await?;
+    let dev = register_device(&sim, &http, &token).await?;
     let device_url = dev["url"].as_str().ok_or("no url")?;
     let device = device_url.rsplit('/').next().ok_or("no id")?.to_owned();
     Ok(Fixture {
@@ -108,52 +72,6 @@ async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
         device,
         _dir: dir,
     })
-}
-
-/// SRP init + invoke as an honest client; returns the access token from the service data.
-async fn activate(sim: &SimHandle, main: &reqwest::Client) -> Result<String> {
-    let (id, password) = CODE.split_at(8);
-    let base = sim.activation_url();
-    let init: Value = main
-        .post(format!("{base}/idb/token/v1/actions/srp/init"))
-        .json(&json!({ "activationId": id }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let salt = srp::unb64(init["srpS"].as_str().ok_or("srpS")?).ok_or("srpS b64")?;
-    let b_b64 = init["srpB"].as_str().ok_or("srpB")?.to_owned();
-    let b_pub = srp::decode_int(&b_b64).ok_or("srpB b64")?;
-    let group = Group::rfc5054_3072();
-    let x = srp::private_key::<Sha256>(&salt, id.as_bytes(), password.as_bytes());
-    let a = srp::random_secret(32);
-    let a_pub = srp::client_public(&group, &a);
-    let u = srp::scrambler::<Sha256>(&group, &a_pub, &b_pub);
-    let keys = srp::keys_from_secret(&srp::client_secret::<Sha256>(&group, &b_pub, &x, &a, &u));
-    let info = json!({"deviceIdentifier": "00000000-abcd-0000-abcd-000000000000",
-        "systemName": "s53300", "systemVersion": "roomd 0.1.0", "model": "m", "serial": "s"});
-    let env = keys.seal(info.to_string().as_bytes());
-    let url = init["url"].as_str().ok_or("url")?.to_owned();
-    let body: Value = main
-        .post(url)
-        .json(&json!({"srpA": srp::b64(&group.pad(&a_pub)), "srpB": b_b64,
-            "oauthData": env.data, "oauthDataHMAC": env.hmac}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let plain = keys.open(&Envelope {
-        data: body["serviceData"]
-            .as_str()
-            .ok_or("serviceData")?
-            .to_owned(),
-        hmac: body["serviceDataHMAC"].as_str().ok_or("hmac")?.to_owned(),
-    })?;
-    let data: Value = serde_json::from_slice(&plain)?;
-    Ok(data["tokens"]["access_token"]
-        .as_str()
-        .ok_or("no access token")?
-        .to_owned())
 }
 
 /// An answer: status, `Link` header, JSON body (`Null` when there is none).

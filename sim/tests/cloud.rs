@@ -1,24 +1,22 @@
 //! End-to-end tests of activation, identity, bearer auth, U2C, WDM and the proxy/alt listeners, over
 //! real TLS, with a small SRP client of our own built on `roomd_sim::srp`.
 
+mod support;
+
 use std::time::Duration;
 
 use num_bigint::BigUint;
 use roomd_sim::srp::{self, Envelope, Group, SessionKeys};
 use roomd_sim::{Device, DeviceFault, Fault, Scenario, SimHandle, SimInfo, SimOptions, start};
-use rustls::ClientConfig;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use support::{Result, client_trusting, tls_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 const CODE: &str = "4353450012345678";
 const ID: &str = "43534500";
 const INIT: &str = "/activation/idb/token/v1/actions/srp/init";
 const INVOKE: &str = "/activation/idb/token/v1/actions/srp/invoke";
-
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 struct Fixture {
     sim: SimHandle,
@@ -27,26 +25,6 @@ struct Fixture {
     /// Trusts `proxy-ca.pem` only: the proxy and alt listeners.
     proxy: reqwest::Client,
     _dir: tempfile::TempDir,
-}
-
-fn tls_config(ca_pem: &str) -> Result<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    Ok(
-        ClientConfig::builder_with_provider(roomd_sim::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-fn client_trusting(ca_pem: &str) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls_config(ca_pem)?)
-        .timeout(WAIT)
-        .build()?)
 }
 
 fn scenario_with(devices: Vec<Device>) -> Scenario {
@@ -61,8 +39,8 @@ async fn fixture_with(scenario: Scenario) -> Result<Fixture> {
     let mut opts = SimOptions::new(dir.path().join("state"));
     opts.scenario = scenario;
     let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem())?;
-    let proxy = client_trusting(sim.proxy_ca_pem())?;
+    let main = client_trusting(sim.ca_pem(), WAIT)?;
+    let proxy = client_trusting(sim.proxy_ca_pem(), WAIT)?;
     Ok(Fixture {
         sim,
         main,

@@ -4,19 +4,18 @@
 //! Every wait is bounded and event-driven (the handle's `wait_*` or the next frame on the socket);
 //! the few fixed sleeps assert that something does NOT happen and say why.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use roomd_sim::srp::{self, Envelope, Group};
 use roomd_sim::{
     ClosedBy, ConnectionInfo, ConnectionState, Device, Scenario, SimHandle, SimOptions, start,
 };
-use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use sha2::Sha256;
+use support::{Result, activate, client_trusting, register_device, tls_config};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -28,7 +27,6 @@ const CODE: &str = "4353450012345678";
 /// Long enough for a frame that is on its way to arrive on loopback; used only to show one is not.
 const QUIET: Duration = Duration::from_millis(300);
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
 struct Fixture {
@@ -40,26 +38,6 @@ struct Fixture {
     device: String,
     device_url: String,
     _dir: tempfile::TempDir,
-}
-
-fn tls_config(ca_pem: &str) -> Result<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    Ok(
-        ClientConfig::builder_with_provider(roomd_sim::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-fn client_trusting(ca_pem: &str) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(tls_config(ca_pem)?)
-        .timeout(WAIT)
-        .build()?)
 }
 
 async fn fixture() -> Result<Fixture> {
@@ -74,27 +52,10 @@ async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
     let mut opts = SimOptions::new(dir.path().join("state"));
     opts.scenario = scenario;
     let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem())?;
-    let http = client_trusting(sim.proxy_ca_pem())?;
-    let token = activate(&sim, &main).await?;
-    let resp = http
-        .post(format!("{}/wdm/api/v1/devices", sim.service_base_url()))
-        .bearer_auth(&token)
-        .json(&json!({
-            "deviceIdentifier": "00000000-abcd-0000-abcd-000000000000",
-            "systemName": "s53300",
-            "systemVersion": "roomd 0.1.0",
-            "deviceType": "TP_ENDPOINT",
-            "model": "roomd reference device",
-            "name": "Simulated Room",
-            "localizedModel": "roomd reference device",
-            "capabilities": {"groupCallSupported": true},
-            "isDeviceManaged": true,
-        }))
-        .send()
-        .await?;
-    assert_eq!(resp.status(), 200);
-    let dev: Value = resp.json().await?;
+    let main = client_trusting(sim.ca_pem(), WAIT)?;
+    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
+    let token = activate(&sim, &main, CODE).await?;
+    let dev = register_device(&sim, &http, &token).await?;
     let device_url = dev["url"].as_str().ok_or("no url")?.to_owned();
     let device = device_url.rsplit('/').next().ok_or("no id")?.to_owned();
     assert_eq!(
@@ -112,52 +73,6 @@ async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
         device_url,
         _dir: dir,
     })
-}
-
-/// SRP init + invoke as an honest client; returns the access token from the service data.
-async fn activate(sim: &SimHandle, main: &reqwest::Client) -> Result<String> {
-    let (id, password) = CODE.split_at(8);
-    let base = sim.activation_url();
-    let init: Value = main
-        .post(format!("{base}/idb/token/v1/actions/srp/init"))
-        .json(&json!({ "activationId": id }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let salt = srp::unb64(init["srpS"].as_str().ok_or("srpS")?).ok_or("srpS b64")?;
-    let b_b64 = init["srpB"].as_str().ok_or("srpB")?.to_owned();
-    let b_pub = srp::decode_int(&b_b64).ok_or("srpB b64")?;
-    let group = Group::rfc5054_3072();
-    let x = srp::private_key::<Sha256>(&salt, id.as_bytes(), password.as_bytes());
-    let a = srp::random_secret(32);
-    let a_pub = srp::client_public(&group, &a);
-    let u = srp::scrambler::<Sha256>(&group, &a_pub, &b_pub);
-    let keys = srp::keys_from_secret(&srp::client_secret::<Sha256>(&group, &b_pub, &x, &a, &u));
-    let info = json!({"deviceIdentifier": "00000000-abcd-0000-abcd-000000000000",
-        "systemName": "s53300", "systemVersion": "roomd 0.1.0", "model": "m", "serial": "s"});
-    let env = keys.seal(info.to_string().as_bytes());
-    let url = init["url"].as_str().ok_or("url")?.to_owned();
-    let body: Value = main
-        .post(url)
-        .json(&json!({"srpA": srp::b64(&group.pad(&a_pub)), "srpB": b_b64,
-            "oauthData": env.data, "oauthDataHMAC": env.hmac}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let plain = keys.open(&Envelope {
-        data: body["serviceData"]
-            .as_str()
-            .ok_or("serviceData")?
-            .to_owned(),
-        hmac: body["serviceDataHMAC"].as_str().ok_or("hmac")?.to_owned(),
-    })?;
-    let data: Value = serde_json::from_slice(&plain)?;
-    Ok(data["tokens"]["access_token"]
-        .as_str()
-        .ok_or("no access token")?
-        .to_owned())
 }
 
 impl Fixture {
