@@ -1,4 +1,4 @@
-//! Command line: `roomd run | status | check`.
+//! Command line: `roomd run | status | check | activate | bookings | passwd | factory-reset`.
 
 use std::path::PathBuf;
 
@@ -52,6 +52,14 @@ pub enum Command {
     /// Print the running daemon's bookings (`*r BookingsListResult Booking 1 Id: "webex-1"`, as
     /// `bookings.txt` in the state directory).
     Bookings,
+    /// Set the password of a local xAPI user (`admin` or the touch panel's `touchpanel`).
+    /// Reads the new password from the first line of stdin; the running daemon stores its
+    /// argon2id hash in the state directory (mode 0600).
+    Passwd {
+        /// `admin` or `touchpanel`.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
     /// Unregister from the cloud and wipe credentials and state (lifts the lock-down).
     FactoryReset {
         /// Confirm: without it nothing is changed.

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Status { json } => runtime.block_on(status(loaded, json)),
         Command::Activate { code } => runtime.block_on(activate(loaded, &code)),
         Command::Bookings => runtime.block_on(bookings(loaded)),
+        Command::Passwd { user } => runtime.block_on(passwd(loaded, user)),
         Command::FactoryReset { yes } => runtime.block_on(factory_reset(loaded, yes)),
         Command::Check => {
             init_quiet_logging(&cli);
@@ -171,6 +172,34 @@ async fn bookings(loaded: Result<Loaded, config::ConfigError>) -> ExitCode {
     report(answer, |response| match response {
         ControlResponse::Text { text } => {
             print!("{text}");
+            Ok(())
+        }
+        other => Err(other),
+    })
+}
+
+async fn passwd(loaded: Result<Loaded, config::ConfigError>, user: String) -> ExitCode {
+    let config = match loaded {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("roomd: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("roomd: cannot read the password from stdin: {e}");
+        return ExitCode::from(exit::IOERR);
+    }
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    let request = ControlRequest::Passwd {
+        user,
+        password: roomd::secret::Secret::new(password),
+    };
+    let answer = control::request(&config.control_socket(), &request).await;
+    report(answer, |response| match response {
+        ControlResponse::Done { message } => {
+            println!("{message}");
             Ok(())
         }
         other => Err(other),

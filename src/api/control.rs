@@ -38,6 +38,22 @@ pub enum ControlRequest {
     FactoryReset,
     /// The bookings list (`bookings.txt`).
     Bookings,
+    /// Set an xAPI user's password (`roomd passwd`; never logged).
+    Passwd {
+        user: String,
+        #[serde(serialize_with = "crate::secret::serialize_exposed")]
+        password: crate::secret::Secret<String>,
+    },
+}
+
+/// What the control socket answers from.
+#[derive(Debug, Clone)]
+pub struct ControlContext {
+    pub status: watch::Receiver<DeviceStatus>,
+    pub started: Instant,
+    pub session: SessionHandle,
+    pub bookings: BookingsStore,
+    pub state: crate::store::StateDir,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,22 +127,17 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
-    status: watch::Receiver<DeviceStatus>,
-    started: Instant,
-    session: SessionHandle,
-    bookings: BookingsStore,
+    context: ControlContext,
     mut shutdown: Shutdown,
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let status = status.clone();
-                    let session = session.clone();
-                    let bookings = bookings.clone();
+                    let context = context.clone();
                     // Each client is bounded by a deadline, so no task outlives shutdown by much.
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &status, started, &session, &bookings).await {
+                        if let Err(e) = answer(stream, &context).await {
                             tracing::warn!(error = %e, "control client failed");
                         }
                     });
@@ -145,13 +156,7 @@ pub async fn serve(
     }
 }
 
-async fn answer(
-    stream: UnixStream,
-    status: &watch::Receiver<DeviceStatus>,
-    started: Instant,
-    session: &SessionHandle,
-    bookings: &BookingsStore,
-) -> io::Result<()> {
+async fn answer(stream: UnixStream, context: &ControlContext) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let read = tokio::time::timeout(
@@ -166,7 +171,7 @@ async fn answer(
         }
     } else {
         match parse_request(line.as_bytes()) {
-            Ok(request) => handle(request, status, started, session, bookings).await,
+            Ok(request) => handle(request, context).await,
             Err(message) => {
                 tracing::warn!("{message}");
                 ControlResponse::Error { message }
@@ -186,13 +191,14 @@ pub fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
     serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
 }
 
-async fn handle(
-    request: ControlRequest,
-    status: &watch::Receiver<DeviceStatus>,
-    started: Instant,
-    session: &SessionHandle,
-    bookings: &BookingsStore,
-) -> ControlResponse {
+async fn handle(request: ControlRequest, context: &ControlContext) -> ControlResponse {
+    let ControlContext {
+        status,
+        started,
+        session,
+        bookings,
+        state,
+    } = context;
     let outcome = |result: Result<String, String>| match result {
         Ok(message) => ControlResponse::Done { message },
         Err(message) => ControlResponse::Error { message },
@@ -211,6 +217,28 @@ async fn handle(
         ControlRequest::Bookings => ControlResponse::Text {
             text: bookings.text(),
         },
+        ControlRequest::Passwd { user, password } => {
+            let state = state.clone();
+            let set = tokio::task::spawn_blocking(move || {
+                crate::api::xapi::auth::set_password(&state, &user, password.expose())
+                    .map(|()| user)
+            })
+            .await;
+            match set {
+                Ok(Ok(user)) => {
+                    tracing::info!("xAPI password of user {user:?} changed");
+                    ControlResponse::Done {
+                        message: format!("password of xAPI user {user} set"),
+                    }
+                }
+                Ok(Err(e)) => ControlResponse::Error {
+                    message: e.to_string(),
+                },
+                Err(e) => ControlResponse::Error {
+                    message: format!("setting the password failed: {e}"),
+                },
+            }
+        }
         ControlRequest::Ping => ControlResponse::Pong {
             version: env!("CARGO_PKG_VERSION").into(),
         },

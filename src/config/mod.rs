@@ -30,6 +30,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub websocket: WebsocketConfig,
     pub calendar: CalendarConfig,
+    pub xapi: XapiConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting_server: Option<MeetingServerConfig>,
     pub log: LogConfig,
@@ -109,6 +110,35 @@ impl Default for CloudConfig {
             retry_max_secs: 60,
             registration_refresh_secs: 600,
             trust_refresh_secs: 81_465,
+        }
+    }
+}
+
+/// The local xAPI (`docs/xapi.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XapiConfig {
+    /// Addresses to listen on. Loopback addresses serve plain `ws://`; any other address
+    /// serves TLS only. Empty: no xAPI. Default `["127.0.0.1:8080"]`.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Certificate chain (PEM) for the TLS listeners. Default: a self-signed device
+    /// certificate generated into the state directory on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Most WebSocket sessions at once; more get HTTP 503. Default 32.
+    pub max_sessions: usize,
+}
+
+impl Default for XapiConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8080))],
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_sessions: 32,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cloud_health;
 pub mod device_control;
+pub mod room;
 pub mod session;
 pub mod status;
 
@@ -14,6 +15,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::api::control;
+use crate::api::xapi::commands::Backends;
+use crate::api::xapi::document::Configuration;
+use crate::api::xapi::{XapiContext, XapiServer};
 use crate::bookings::obtp::{SystemClock, WallClock};
 use crate::bookings::store::BookingsStore;
 use crate::cloud::gds::GdsClient;
@@ -79,6 +83,8 @@ pub struct Daemon {
     session: SessionHandle,
     bus: EventBus,
     bookings: BookingsStore,
+    room: room::Room,
+    xapi_urls: Vec<String>,
     status_tx: watch::Sender<DeviceStatus>,
     notifier: Notifier,
     started: Instant,
@@ -112,6 +118,16 @@ impl Daemon {
     /// The bookings (model, persisted generation, OBTP events), for in-process consumers.
     pub fn bookings(&self) -> BookingsStore {
         self.bookings.clone()
+    }
+
+    /// The room's controls (volume, mute, layout, dial), shared by the xAPI and the buttons.
+    pub fn room(&self) -> room::Room {
+        self.room.clone()
+    }
+
+    /// The xAPI WebSocket URLs as bound (`ws://127.0.0.1:8080/ws`).
+    pub fn xapi_urls(&self) -> &[String] {
+        &self.xapi_urls
     }
 
     /// Waits for `shutdown`, then stops every task within [`SHUTDOWN_DEADLINE`].
@@ -205,6 +221,8 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         initial.activation = ActivationState::Activating;
     }
     initial.bookings.cache = cache_outcome;
+    let configuration = Configuration::load(&state);
+    initial.audio.volume = configuration.default_volume;
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
@@ -244,18 +262,40 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
+    let room = room::Room::new(status_tx.clone(), bookings.clone());
+    let xapi_urls = start_xapi(
+        &tasks,
+        &config,
+        XapiContext::new(
+            Backends {
+                room: room.clone(),
+                bookings: bookings.clone(),
+                session: session.clone(),
+            },
+            status_tx.clone(),
+            watch::channel(configuration).0,
+            state.clone(),
+            started,
+            config.xapi.max_sessions,
+        ),
+    )
+    .await;
     {
         let status_rx = status_rx.clone();
         let session = session.clone();
         let bookings = bookings.clone();
+        let control_state = state.clone();
         tasks.spawn(Subsystem::Control.span(), move |shutdown| {
             control::serve(
                 listener,
                 socket_path,
-                status_rx,
-                started,
-                session,
-                bookings,
+                control::ControlContext {
+                    status: status_rx,
+                    started,
+                    session,
+                    bookings,
+                    state: control_state,
+                },
                 shutdown,
             )
         });
@@ -299,11 +339,36 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         session,
         bus,
         bookings,
+        room,
+        xapi_urls,
         status_tx,
         notifier,
         started,
         span: tracing::Span::none(),
     })
+}
+
+/// Binds and serves the local xAPI; a listener that cannot be bound is logged and the rest of
+/// the device keeps working (the cloud side does not need it).
+async fn start_xapi(tasks: &Tasks, config: &Config, ctx: XapiContext) -> Vec<String> {
+    if config.xapi.listen.is_empty() {
+        return Vec::new();
+    }
+    let span = Subsystem::Xapi.span();
+    match XapiServer::bind(&config.xapi, ctx)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(server) => {
+            let urls = server.urls();
+            tasks.spawn(span, move |shutdown| server.serve(shutdown));
+            urls
+        }
+        Err(e) => {
+            span.in_scope(|| tracing::error!("{e}; the local xAPI and touch panel are off"));
+            Vec::new()
+        }
+    }
 }
 
 /// Starts the Meeting Server events client; a configuration mistake is logged and shown in

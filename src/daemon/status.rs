@@ -22,6 +22,70 @@ pub struct DeviceStatus {
     /// Present when a Meeting Server is configured.
     pub meeting_server: Option<MeetingServerStatus>,
     pub bookings: BookingsStatus,
+    pub video: VideoStatus,
+    pub calls: CallsStatus,
+    pub hardware: HardwareStatus,
+    pub xapi: XapiStatus,
+}
+
+/// Camera and layout, as the privacy switch and the xAPI set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoStatus {
+    /// The privacy switch is closed: the camera sends nothing (`Video Input MainVideoMute: On`).
+    pub camera_off: bool,
+    /// `auto`, `equal`, `prominent`, `overlay`, `single`.
+    pub layout_family: String,
+}
+
+impl Default for VideoStatus {
+    fn default() -> Self {
+        Self {
+            camera_off: false,
+            layout_family: "auto".into(),
+        }
+    }
+}
+
+/// Dial requests (from the xAPI, the touch panel or the join button). Calls themselves arrive
+/// with the call-control work; until then a dial is resolved, logged and recorded here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallsStatus {
+    pub dial_requests: u32,
+    pub last_dial: Option<DialRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialRecord {
+    pub number: String,
+    /// `webex-N` when the dial came from a booking.
+    pub booking_id: Option<String>,
+    /// `xapi:<user>`, `gpio:join_button`, ...
+    pub source: String,
+    pub at: SystemTime,
+}
+
+/// GPIO as the hardware task drives and reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HardwareStatus {
+    /// `sim`, `cdev`, or `unavailable`.
+    pub gpio: String,
+    pub detail: Option<String>,
+    /// The status LED's pattern (`Off`, `Activating`, `Registered`, `Error`).
+    pub status_led: &'static str,
+    pub mute_led: bool,
+    pub meeting_led: bool,
+    pub privacy_switch_closed: bool,
+    pub join_presses: u32,
+    pub mute_presses: u32,
+}
+
+/// The local xAPI's listeners and sessions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct XapiStatus {
+    /// `ws://127.0.0.1:8080/ws`, `wss://192.0.2.10:8443/ws`.
+    pub listeners: Vec<String>,
+    pub sessions: usize,
+    pub logins_refused: u32,
 }
 
 /// Calendar bookings as `roomd status` shows them (the list itself is `roomd bookings`).
@@ -51,6 +115,8 @@ pub struct BookingsStatus {
 pub struct AudioStatus {
     /// 0..=100.
     pub volume: u8,
+    /// Speaker mute (`Audio VolumeMute`).
+    pub volume_muted: bool,
     pub microphones_muted: bool,
 }
 
@@ -58,6 +124,7 @@ impl Default for AudioStatus {
     fn default() -> Self {
         Self {
             volume: DEFAULT_VOLUME,
+            volume_muted: false,
             microphones_muted: false,
         }
     }
@@ -181,6 +248,14 @@ impl DeviceStatus {
                 catch_up: "Never".into(),
                 ..Default::default()
             },
+            video: VideoStatus::default(),
+            calls: CallsStatus::default(),
+            hardware: HardwareStatus {
+                gpio: "unavailable".into(),
+                status_led: "Off",
+                ..Default::default()
+            },
+            xapi: XapiStatus::default(),
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -368,7 +443,41 @@ impl DeviceStatus {
         tree["Bookings"] = bookings;
         tree["Audio"] = json!({
             "Volume": self.audio.volume,
-            "Microphones": { "Mute": if self.audio.microphones_muted { "On" } else { "Off" } },
+            "VolumeMute": on_off(self.audio.volume_muted),
+            "Microphones": { "Mute": on_off(self.audio.microphones_muted) },
+        });
+        tree["Video"] = json!({
+            "Input": { "MainVideoMute": on_off(self.video.camera_off) },
+            "Layout": { "LayoutFamily": { "Local": self.video.layout_family } },
+        });
+        let mut calls = json!({ "DialRequests": self.calls.dial_requests });
+        if let Some(dial) = &self.calls.last_dial {
+            calls["LastDial"] = json!({
+                "Number": dial.number,
+                "BookingId": dial.booking_id.clone().unwrap_or_default(),
+                "Source": dial.source,
+                "At": iso8601(dial.at),
+            });
+        }
+        tree["Calls"] = calls;
+        let hw = &self.hardware;
+        let mut gpio = json!({
+            "Backend": hw.gpio,
+            "StatusLed": hw.status_led,
+            "MuteLed": on_off(hw.mute_led),
+            "MeetingLed": on_off(hw.meeting_led),
+            "PrivacySwitch": if hw.privacy_switch_closed { "Closed" } else { "Open" },
+            "JoinPresses": hw.join_presses,
+            "MutePresses": hw.mute_presses,
+        });
+        if let Some(detail) = &hw.detail {
+            gpio["Detail"] = json!(detail);
+        }
+        tree["SystemUnit"]["Hardware"]["Gpio"] = gpio;
+        tree["XAPI"] = json!({
+            "Listeners": self.xapi.listeners.join(" "),
+            "Sessions": self.xapi.sessions,
+            "LoginsRefused": self.xapi.logins_refused,
         });
         if let Some(ms) = &self.meeting_server {
             tree["Conference"] = conference_tree(ms);
@@ -433,6 +542,11 @@ fn conference_tree(ms: &MeetingServerStatus) -> Value {
         })
         .collect();
     json!({ "MeetingServer": server, "Call": calls })
+}
+
+/// RoomOS writes booleans of the room as `On` / `Off`.
+pub fn on_off(on: bool) -> &'static str {
+    if on { "On" } else { "Off" }
 }
 
 /// `movedParticipant` → `MovedParticipant` (xStatus names are capitalised).

@@ -27,6 +27,8 @@ pub enum Subsystem {
     MeetingServer,
     Device,
     Calendar,
+    Xapi,
+    Hardware,
 }
 
 impl Subsystem {
@@ -44,6 +46,8 @@ impl Subsystem {
             Subsystem::MeetingServer => "meeting-server",
             Subsystem::Device => "device",
             Subsystem::Calendar => "calendar",
+            Subsystem::Xapi => "xapi",
+            Subsystem::Hardware => "hardware",
         }
     }
 
@@ -83,6 +87,10 @@ impl Subsystem {
             Subsystem::Calendar => {
                 tracing::info_span!(parent: None, "calendar", roomd_event = "calendar")
             }
+            Subsystem::Xapi => tracing::info_span!(parent: None, "xapi", roomd_event = "xapi"),
+            Subsystem::Hardware => {
+                tracing::info_span!(parent: None, "hardware", roomd_event = "hardware")
+            }
         }
     }
 }
@@ -111,6 +119,11 @@ pub mod message_id {
     pub const MEETING_SERVER_CONNECTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e860";
     pub const MEETING_SERVER_LOST: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e861";
     pub const DEVICE_CONTROL: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e870";
+    pub const XAPI_LISTENING: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e880";
+    pub const XAPI_LOGIN_REFUSED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e881";
+    pub const DIAL_REQUESTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e882";
+    pub const BUTTON_PRESSED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e890";
+    pub const PRIVACY_SWITCH: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e891";
 }
 
 /// Where the logs ended up.

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod calendar;
 pub mod gds;
+pub mod jsonrpc;
 pub mod jwe;
 pub mod meeting_server;
 pub mod mercury;

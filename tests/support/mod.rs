@@ -35,6 +35,8 @@ pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
     config.device.runtime_dir = Some(dir.join("run"));
     config.cloud.gds_url = Some(sim.gds_url());
     config.cloud.extra_ca_files = vec![sim.ca_path().to_path_buf()];
+    // Parallel daemons must not fight over the default xAPI port.
+    config.xapi.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config
 }
 

@@ -1,0 +1,379 @@
+//! xAPI users: the local admin and the touch panel, their argon2id password hashes in
+//! `<state>/xapi-users.json` (0600, written by `roomd passwd`), credential parsing from the
+//! jsxapi subprotocol or Basic auth, and a per-address limit on failed logins.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::{Argon2, Params};
+use argon2::{PasswordHasher, PasswordVerifier};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::store::{StateDir, StoreError};
+
+pub const USERS_FILE: &str = "xapi-users.json";
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Failed logins from one address within [`FAILURE_WINDOW`] before it is refused.
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Who may do what (`docs/xapi.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    #[serde(rename = "touchpanel")]
+    TouchPanel,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Admin, Role::TouchPanel];
+
+    /// The user name that logs in with this role.
+    pub fn user(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TouchPanel => "touchpanel",
+        }
+    }
+
+    pub fn from_user(user: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.user() == user)
+    }
+}
+
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum AuthError {
+    /// unknown user {0:?} (admin or touchpanel)
+    UnknownUser(String),
+    /// the password must have at least 8 characters
+    TooShort,
+    /// xapi-users.json is not valid: {0}
+    Corrupt(String),
+    /// hashing the password failed: {0}
+    Hash(String),
+    /// {0}
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UsersFile {
+    schema: u32,
+    /// PHC strings (`$argon2id$v=19$...`) by user name.
+    users: BTreeMap<String, String>,
+}
+
+/// argon2id with OWASP's minimum (19 MiB, 2 passes): a login costs tens of milliseconds here,
+/// which the verified-credentials cache keeps off the reconnect path.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+fn load(state: &StateDir) -> Result<UsersFile, AuthError> {
+    match state.read(USERS_FILE)? {
+        None => Ok(UsersFile {
+            schema: 1,
+            ..Default::default()
+        }),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| AuthError::Corrupt(e.to_string()))
+        }
+    }
+}
+
+/// Sets (or replaces) a user's password (`roomd passwd`).
+pub fn set_password(state: &StateDir, user: &str, password: &str) -> Result<(), AuthError> {
+    let role = Role::from_user(user).ok_or_else(|| AuthError::UnknownUser(user.to_owned()))?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::TooShort);
+    }
+    let mut salt = [0u8; 16];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut salt);
+    let hash = hasher()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Hash(e.to_string()))?
+        .to_string();
+    let mut file = load(state)?;
+    file.schema = 1;
+    file.users.insert(role.user().to_owned(), hash);
+    let bytes = serde_json::to_vec_pretty(&file).expect("users file serialises");
+    state.write_atomic(USERS_FILE, &bytes)?;
+    Ok(())
+}
+
+/// Credentials as a client presented them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    fn from_pair(decoded: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        Some(Self::new(user, password))
+    }
+
+    /// `auth-<base64url(user:pass)>` among the offered subprotocols (jsxapi); returns the
+    /// credentials and the exact protocol to echo.
+    pub fn from_subprotocols(header: &str) -> Option<(Self, String)> {
+        header.split(',').map(str::trim).find_map(|proto| {
+            let encoded = proto.strip_prefix("auth-")?;
+            let decoded = URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?;
+            Some((Self::from_pair(&decoded)?, proto.to_owned()))
+        })
+    }
+
+    /// `Authorization: Basic <base64(user:pass)>`.
+    pub fn from_basic(header: &str) -> Option<Self> {
+        let (scheme, encoded) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        Self::from_pair(&STANDARD.decode(encoded.trim()).ok()?)
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(self.user.as_bytes());
+        digest.update([0]);
+        digest.update(self.password.as_bytes());
+        digest.finalize().into()
+    }
+}
+
+/// Checks logins against the users file. Successful checks are remembered (as a SHA-256 of
+/// the credentials, per file version) so reconnects do not pay for argon2 again.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    state: StateDir,
+    inner: Arc<Mutex<AuthMemory>>,
+}
+
+#[derive(Debug, Default)]
+struct AuthMemory {
+    file_stamp: Option<(std::time::SystemTime, u64)>,
+    verified: HashSet<[u8; 32]>,
+    failures: HashMap<IpAddr, Vec<Instant>>,
+}
+
+/// The outcome of a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    Accepted(Role),
+    Refused,
+    /// Too many failures from this address: not even checked.
+    RateLimited,
+}
+
+impl Authenticator {
+    pub fn new(state: StateDir) -> Self {
+        Self {
+            state,
+            inner: Arc::default(),
+        }
+    }
+
+    /// Checks `credentials` from `peer`; argon2 runs on the blocking pool.
+    pub async fn login(&self, peer: IpAddr, credentials: Option<Credentials>) -> Login {
+        if self.limited(peer) {
+            return Login::RateLimited;
+        }
+        let role = match credentials {
+            Some(credentials) => self.verify(credentials).await,
+            None => None,
+        };
+        match role {
+            Some(role) => Login::Accepted(role),
+            None => {
+                self.inner
+                    .lock()
+                    .expect("auth lock")
+                    .failures
+                    .entry(peer)
+                    .or_default()
+                    .push(Instant::now());
+                Login::Refused
+            }
+        }
+    }
+
+    fn limited(&self, peer: IpAddr) -> bool {
+        let mut memory = self.inner.lock().expect("auth lock");
+        let now = Instant::now();
+        let Some(failures) = memory.failures.get_mut(&peer) else {
+            return false;
+        };
+        failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+        let limited = failures.len() >= MAX_FAILURES;
+        if failures.is_empty() {
+            memory.failures.remove(&peer);
+        }
+        limited
+    }
+
+    async fn verify(&self, credentials: Credentials) -> Option<Role> {
+        let role = Role::from_user(&credentials.user)?;
+        let stamp = self.file_stamp();
+        let fingerprint = credentials.fingerprint();
+        {
+            let mut memory = self.inner.lock().expect("auth lock");
+            if memory.file_stamp != stamp {
+                memory.file_stamp = stamp;
+                memory.verified.clear();
+            }
+            if memory.verified.contains(&fingerprint) {
+                return Some(role);
+            }
+        }
+        let file = match load(&self.state) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::error!("xAPI logins refused: {e}");
+                return None;
+            }
+        };
+        let hash = file.users.get(role.user())?.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            hasher()
+                .verify_password(credentials.password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            let mut memory = self.inner.lock().expect("auth lock");
+            if memory.file_stamp == stamp {
+                memory.verified.insert(fingerprint);
+            }
+            return Some(role);
+        }
+        None
+    }
+
+    fn file_stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        let meta = std::fs::metadata(self.state.file(USERS_FILE)).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (tempfile::TempDir, StateDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path().join("state")).unwrap();
+        (dir, state)
+    }
+
+    #[test]
+    fn credentials_come_from_jsxapi_subprotocols_and_basic_auth() {
+        let (c, proto) = Credentials::from_subprotocols("chat, auth-YWRtaW46czNjcjN0OnBhc3M")
+            .expect("auth subprotocol");
+        assert_eq!(
+            (c.user.as_str(), c.password.as_str()),
+            ("admin", "s3cr3t:pass")
+        );
+        assert_eq!(proto, "auth-YWRtaW46czNjcjN0OnBhc3M");
+        let c = Credentials::from_basic("Basic dG91Y2hwYW5lbDpwYW5lbHBhc3M=").unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_str()),
+            ("touchpanel", "panelpass")
+        );
+        assert!(Credentials::from_subprotocols("auth-!!!").is_none());
+        assert!(Credentials::from_basic("Bearer abc").is_none());
+        assert!(!format!("{c:?}").contains("panelpass"));
+    }
+
+    #[test]
+    fn passwords_are_checked_hashed_and_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, state) = state();
+        assert!(matches!(
+            set_password(&state, "root", "longenough"),
+            Err(AuthError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            set_password(&state, "admin", "short"),
+            Err(AuthError::TooShort)
+        ));
+        set_password(&state, "admin", "correct horse").unwrap();
+        let text = std::fs::read_to_string(state.file(USERS_FILE)).unwrap();
+        assert!(text.contains("$argon2id$") && !text.contains("correct horse"));
+        let mode = std::fs::metadata(state.file(USERS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn logins_accept_refuse_and_rate_limit() {
+        let (_dir, state) = state();
+        set_password(&state, "admin", "correct horse").unwrap();
+        let auth = Authenticator::new(state.clone());
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(
+            auth.login(peer, Some(Credentials::new("admin", "correct horse")))
+                .await,
+            Login::Accepted(Role::Admin)
+        );
+        // A user without a password cannot log in.
+        assert_eq!(
+            auth.login(peer, Some(Credentials::new("touchpanel", "")))
+                .await,
+            Login::Refused
+        );
+        for _ in 1..MAX_FAILURES {
+            assert_eq!(
+                auth.login(peer, Some(Credentials::new("admin", "wrong")))
+                    .await,
+                Login::Refused
+            );
+        }
+        assert_eq!(
+            auth.login(peer, Some(Credentials::new("admin", "correct horse")))
+                .await,
+            Login::RateLimited
+        );
+        assert_eq!(auth.login(other, None).await, Login::Refused);
+        // A new password invalidates what was remembered.
+        set_password(&state, "admin", "battery staple").unwrap();
+        assert_eq!(
+            auth.login(other, Some(Credentials::new("admin", "correct horse")))
+                .await,
+            Login::Refused
+        );
+        assert_eq!(
+            auth.login(other, Some(Credentials::new("admin", "battery staple")))
+                .await,
+            Login::Accepted(Role::Admin)
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! What the people in the room can do, whichever way they ask (xAPI, touch panel, buttons):
+//! speaker volume, microphone mute, layout, the privacy switch, and dialling (a number, or a
+//! booking's join URI). One place, so the xAPI and the GPIO buttons cannot drift apart.
+
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::bookings::model::Booking;
+use crate::bookings::store::BookingsStore;
+use crate::daemon::status::{DeviceStatus, DialRecord};
+use crate::platform::logging::message_id;
+
+/// RoomOS's layout families.
+pub const LAYOUT_FAMILIES: [&str; 5] = ["auto", "equal", "prominent", "overlay", "single"];
+
+/// Volume steps of `Audio Volume Increase/Decrease` without `Steps`.
+pub const DEFAULT_VOLUME_STEPS: u8 = 5;
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    status: watch::Sender<DeviceStatus>,
+    bookings: BookingsStore,
+}
+
+/// A dial as asked for: a number, a booking, or both (the number then wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRequest {
+    pub number: Option<String>,
+    pub booking_id: Option<String>,
+    /// Who asked: `xapi:touchpanel`, `gpio:join_button`.
+    pub source: String,
+}
+
+/// Why a room action did not happen; the text is what the user sees.
+#[derive(Debug, Clone, PartialEq, Eq, displaydoc::Display, thiserror::Error)]
+pub enum RoomError {
+    /// No booking with Id {0:?}
+    NoSuchBooking(String),
+    /// Booking {0} has no join URI to dial
+    NoJoinUri(String),
+    /// Nothing to dial: give a Number or a BookingId
+    NothingToDial,
+    /// No meeting to join now (no booking is inside its join window)
+    NothingToJoin,
+    /// Calls are not available yet: the dial of {number} was recorded, but this roomd cannot place calls
+    CallsUnavailable { number: String },
+    /// Unknown layout family {0:?} (auto, equal, prominent, overlay or single)
+    BadLayout(String),
+}
+
+impl Room {
+    pub fn new(status: watch::Sender<DeviceStatus>, bookings: BookingsStore) -> Self {
+        Self { status, bookings }
+    }
+
+    pub fn status(&self) -> watch::Receiver<DeviceStatus> {
+        self.status.subscribe()
+    }
+
+    pub fn set_volume(&self, level: u8) {
+        let level = level.min(100);
+        self.status.send_if_modified(|s| {
+            let changed = s.audio.volume != level;
+            s.audio.volume = level;
+            changed
+        });
+    }
+
+    /// Moves the volume by `steps` (negative: down), clamped to 0..=100; returns the new level.
+    pub fn step_volume(&self, steps: i16) -> u8 {
+        let mut now = 0;
+        self.status.send_if_modified(|s| {
+            let level = (i16::from(s.audio.volume) + steps).clamp(0, 100) as u8;
+            now = level;
+            let changed = s.audio.volume != level;
+            s.audio.volume = level;
+            changed
+        });
+        now
+    }
+
+    pub fn set_speaker_muted(&self, muted: bool) {
+        self.status.send_if_modified(|s| {
+            let changed = s.audio.volume_muted != muted;
+            s.audio.volume_muted = muted;
+            changed
+        });
+    }
+
+    pub fn set_microphones_muted(&self, muted: bool) {
+        let changed = self.status.send_if_modified(|s| {
+            let changed = s.audio.microphones_muted != muted;
+            s.audio.microphones_muted = muted;
+            changed
+        });
+        if changed {
+            tracing::info!(
+                muted,
+                "microphones {}",
+                if muted { "muted" } else { "unmuted" }
+            );
+        }
+    }
+
+    /// Flips microphone mute; returns the new state.
+    pub fn toggle_microphones(&self) -> bool {
+        let muted = !self.status.borrow().audio.microphones_muted;
+        self.set_microphones_muted(muted);
+        muted
+    }
+
+    pub fn set_layout_family(&self, family: &str) -> Result<(), RoomError> {
+        let family = LAYOUT_FAMILIES
+            .iter()
+            .find(|f| f.eq_ignore_ascii_case(family))
+            .ok_or_else(|| RoomError::BadLayout(family.to_owned()))?;
+        self.status.send_if_modified(|s| {
+            let changed = s.video.layout_family != *family;
+            s.video.layout_family = (*family).to_owned();
+            changed
+        });
+        Ok(())
+    }
+
+    /// The privacy switch: closed turns the camera off.
+    pub fn set_camera_off(&self, off: bool) {
+        let changed = self.status.send_if_modified(|s| {
+            let changed = s.video.camera_off != off;
+            s.video.camera_off = off;
+            s.hardware.privacy_switch_closed = off;
+            changed
+        });
+        if changed {
+            tracing::info!(
+                message_id = message_id::PRIVACY_SWITCH,
+                camera_off = off,
+                "privacy switch {}: camera {}",
+                if off { "closed" } else { "opened" },
+                if off { "off" } else { "on" }
+            );
+        }
+    }
+
+    /// Resolves what to dial and hands it to call control. Until calls land, the dial is
+    /// logged and recorded in status, and answered with [`RoomError::CallsUnavailable`].
+    pub fn dial(&self, request: DialRequest) -> Result<(), RoomError> {
+        let booking_number = match &request.booking_id {
+            Some(id) => Some(self.booking_number(id)?),
+            None => None,
+        };
+        let number = request
+            .number
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .or(booking_number)
+            .ok_or(RoomError::NothingToDial)?;
+        tracing::info!(
+            message_id = message_id::DIAL_REQUESTED,
+            number = %number,
+            booking = request.booking_id.as_deref().unwrap_or(""),
+            source = %request.source,
+            "Dial requested: {number}{} by {}",
+            request
+                .booking_id
+                .as_deref()
+                .map(|b| format!(" (booking {b})"))
+                .unwrap_or_default(),
+            request.source
+        );
+        self.status.send_modify(|s| {
+            s.calls.dial_requests += 1;
+            s.calls.last_dial = Some(DialRecord {
+                number: number.clone(),
+                booking_id: request.booking_id.clone(),
+                source: request.source.clone(),
+                at: SystemTime::now(),
+            });
+        });
+        Err(RoomError::CallsUnavailable { number })
+    }
+
+    /// The join button: dials the current OBTP booking (the earliest joinable one).
+    pub fn join_current(&self, source: &str) -> Result<(), RoomError> {
+        let booking = {
+            let status = self.status.borrow();
+            status
+                .bookings
+                .current_id
+                .clone()
+                .filter(|id| status.bookings.joinable.contains(id))
+                .or_else(|| status.bookings.joinable.first().cloned())
+        };
+        let Some(booking_id) = booking else {
+            tracing::info!("{source}: {}", RoomError::NothingToJoin);
+            return Err(RoomError::NothingToJoin);
+        };
+        self.dial(DialRequest {
+            number: None,
+            booking_id: Some(booking_id),
+            source: source.to_owned(),
+        })
+    }
+
+    fn booking_number(&self, xapi_id: &str) -> Result<String, RoomError> {
+        self.bookings.read(|model| {
+            let booking: &Booking = model
+                .ordered()
+                .into_iter()
+                .find(|b| b.xapi_id().eq_ignore_ascii_case(xapi_id))
+                .ok_or_else(|| RoomError::NoSuchBooking(xapi_id.to_owned()))?;
+            booking
+                .join_uri()
+                .map(|(_, uri)| uri.shown().to_owned())
+                .ok_or_else(|| RoomError::NoJoinUri(xapi_id.to_owned()))
+        })
+    }
+}
