@@ -306,7 +306,7 @@
     );
     await Promise.all(subscribed);
     await listBookings();
-    if (gen !== generation) return;
+    if (gen !== generation || rpc !== client) return; // dropped meanwhile
     backoff = BACKOFF_MIN_MS;
     setConnection('connected');
   }
@@ -486,56 +486,72 @@
 
   const joining = new Set(); // booking ids with a Dial in flight
 
+  let shownBookings = null; // what the list shows now, to skip re-renders that change nothing
+
   function renderBookings() {
-    const list = $('booking-list');
     const now = new Date();
     const joinable = joinableIds();
     const current = at(state.status, 'Status', 'Bookings', 'Current', 'Id');
     const connected = document.body.dataset.connection === 'connected';
-    const bookings = state.bookings
+    const rows = state.bookings
       .filter((b) => b && typeof b.Id === 'string' && endMs(b) > now.getTime())
-      .sort((a, b) => startMs(a) - startMs(b));
-
-    const rows = [];
-    for (const b of bookings) {
-      const li = document.createElement('li');
-      li.className = 'booking';
-      li.dataset.bookingId = b.Id;
-      if (b.Id === current || (startMs(b) <= now.getTime() && endMs(b) > now.getTime())) li.classList.add('now');
-
-      const when = document.createElement('div');
-      when.className = 'when';
-      const start = new Date(startMs(b));
-      const end = new Date(endMs(b));
-      if (Number.isFinite(start.getTime())) {
-        when.textContent =
-          dayLabel(start, now) + hhmm(start) + (Number.isFinite(end.getTime()) ? '\u2013' + hhmm(end) : '');
-      }
-
-      const what = document.createElement('div');
-      what.className = 'what';
-      const title = document.createElement('div');
-      title.className = 'title';
-      title.textContent = b.Title || '(no title)';
-      const who = document.createElement('div');
-      who.className = 'organizer';
-      who.textContent = organizer(b);
-      what.append(title, who);
-
-      li.append(when, what);
-      if (joinable.has(b.Id)) {
-        const button = document.createElement('button');
-        button.type = 'button';
-        button.className = 'join';
-        button.dataset.bookingId = b.Id;
-        button.textContent = 'Join';
-        button.disabled = !connected || joining.has(b.Id);
-        li.append(button);
-      }
-      rows.push(li);
-    }
-    list.replaceChildren(...rows);
+      .sort((a, b) => startMs(a) - startMs(b))
+      .map((b) => {
+        const start = new Date(startMs(b));
+        const end = new Date(endMs(b));
+        let when = '';
+        if (Number.isFinite(start.getTime())) {
+          when = dayLabel(start, now) + hhmm(start) + (Number.isFinite(end.getTime()) ? '\u2013' + hhmm(end) : '');
+        }
+        return {
+          id: b.Id,
+          when,
+          title: b.Title || '(no title)',
+          organizer: organizer(b),
+          now: b.Id === current || (startMs(b) <= now.getTime() && endMs(b) > now.getTime()),
+          join: joinable.has(b.Id),
+          disabled: !connected || joining.has(b.Id),
+        };
+      });
     $('no-bookings').hidden = rows.length > 0 || !connected;
+    const signature = JSON.stringify(rows);
+    if (signature === shownBookings) return;
+    shownBookings = signature;
+
+    $('booking-list').replaceChildren(
+      ...rows.map((row) => {
+        const li = document.createElement('li');
+        li.className = 'booking';
+        li.dataset.bookingId = row.id;
+        if (row.now) li.classList.add('now');
+
+        const when = document.createElement('div');
+        when.className = 'when';
+        when.textContent = row.when;
+
+        const what = document.createElement('div');
+        what.className = 'what';
+        const title = document.createElement('div');
+        title.className = 'title';
+        title.textContent = row.title;
+        const who = document.createElement('div');
+        who.className = 'organizer';
+        who.textContent = row.organizer;
+        what.append(title, who);
+
+        li.append(when, what);
+        if (row.join) {
+          const button = document.createElement('button');
+          button.type = 'button';
+          button.className = 'join';
+          button.dataset.bookingId = row.id;
+          button.textContent = 'Join';
+          button.disabled = row.disabled;
+          li.append(button);
+        }
+        return li;
+      }),
+    );
   }
 
   function join(id) {
