@@ -58,7 +58,10 @@
     if (!('password' in fields) && !('user' in fields)) return null;
     // Do not leave the password in the address bar or the history.
     history.replaceState(null, '', location.pathname + location.search);
-    if (!fields.password) return null;
+    if (!fields.password) {
+      if (fields.user) $('signin-user').value = fields.user;
+      return null;
+    }
     return { user: fields.user || DEFAULT_USER, password: fields.password };
   }
 
