@@ -13,7 +13,11 @@
 #   sysroot  arm64 sysroot under ~/.cache/roomd/sysroot-arm64-<hash> (see
 #            scripts/lib/sysroot.sh), built atomically; warms the arm64
 #            GStreamer registry
-#   npm      hook for the npm test folder (no-op for now)
+#   npm      apt packages nodejs (>= 20), npm, chromium; `npm ci` in tests/node
+#            (jsxapi + playwright-core for the xAPI and touch-panel tests) when
+#            its package-lock.json changed since the last run (stamp under
+#            ~/.cache/roomd/npm-stamps) or node_modules is missing; npm cache
+#            ~/.cache/roomd/npm
 #
 # Environment: ROOMD_CACHE_DIR (default ~/.cache/roomd),
 #   ROOMD_DEBIAN_MIRROR (default http://deb.debian.org/debian),
@@ -62,17 +66,22 @@ missing_apt_packages() {
             END { n = split(want, w, " "); for (i = 1; i <= n; i++) if (!(w[i] in ok)) print w[i] }'
 }
 
-deps_host() {
+# Installs whichever of the given apt packages are missing; nothing to do: silent, no apt-get.
+install_apt_packages() {
     local missing
-    mapfile -t missing < <(missing_apt_packages "${HOST_APT_PACKAGES[@]}")
+    mapfile -t missing < <(missing_apt_packages "$@")
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "installing apt packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     # A failing third-party source must not stop the Debian ones from updating.
     as_root apt-get update -q -o DPkg::Lock::Timeout=300 >&2 || log "warning: apt-get update reported errors; trying the install anyway"
     as_root apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >&2
-    mapfile -t missing < <(missing_apt_packages "${HOST_APT_PACKAGES[@]}")
+    mapfile -t missing < <(missing_apt_packages "$@")
     [ "${#missing[@]}" -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
+}
+
+deps_host() {
+    install_apt_packages "${HOST_APT_PACKAGES[@]}"
 }
 
 # ---------------------------------------------------------------- rust
@@ -234,17 +243,48 @@ warm_gst_registry() {
     log "arm64 GStreamer registry ready in $((SECONDS - t0)) s"
 }
 
-# ---------------------------------------------------------------- npm (hook)
-# Placeholder for the npm test folder that a later issue adds. Keep npm out of
-# the default path until then. When it lands:
-#   1. add nodejs + npm to HOST_APT_PACKAGES (Debian's own packages; the npm
-#      registry is reachable for `npm ci`),
-#   2. here: for the folder's package-lock.json, run `npm ci --prefix DIR` only
-#      when sha256(package-lock.json) differs from a stamp kept under
-#      $ROOMD_CACHE_DIR (so warm runs stay fast), and
-#   3. add the npm test step to scripts/test.sh.
+# ---------------------------------------------------------------- npm
+# tests/node: the jsxapi client and the touch panel in headless Chromium, run by
+# the Rust test harness against a real roomd + roomd-sim.
+NPM_APT_PACKAGES=(nodejs npm chromium)
+NPM_DIRS=(tests/node)
+NODE_MIN_MAJOR=20 # playwright-core's engines.node
+
 deps_npm() {
-    return 0
+    local want=() p
+    for p in "${NPM_APT_PACKAGES[@]}"; do
+        # NodeSource's nodejs carries npm itself and conflicts with Debian's npm package:
+        # a working npm command is enough.
+        [ "$p" = npm ] && command -v npm >/dev/null 2>&1 && continue
+        want+=("$p")
+    done
+    install_apt_packages "${want[@]}"
+
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)" || die "node does not run"
+    [ "$major" -ge "$NODE_MIN_MAJOR" ] ||
+        die "node $(node --version) is too old: the npm tests need Node >= $NODE_MIN_MAJOR (bookworm's nodejs is 18; install nodejs 20+ from NodeSource or Debian 13)"
+
+    local dir lock sum stamp
+    for dir in "${NPM_DIRS[@]}"; do
+        lock="$ROOMD_REPO/$dir/package-lock.json"
+        [ -f "$lock" ] || die "$dir/package-lock.json missing"
+        sum="$(sha256sum "$lock" | cut -d' ' -f1)"
+        # One stamp per checkout and folder: worktrees share the cache but not node_modules.
+        stamp="$ROOMD_CACHE_DIR/npm-stamps/$(printf '%s' "$ROOMD_REPO/$dir" | sha256sum | cut -c1-16)"
+        if [ -d "$ROOMD_REPO/$dir/node_modules" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+            continue
+        fi
+        log "npm ci in $dir"
+        # --ignore-scripts: nothing here needs one (playwright-core never downloads browsers;
+        # ssh2's optional native cpu-features would only want node-gyp).
+        mkdir -p "$ROOMD_CACHE_DIR/npm" "$(dirname "$stamp")"
+        (cd "$ROOMD_REPO/$dir" &&
+            npm ci --no-audit --no-fund --ignore-scripts --loglevel=error --cache "$ROOMD_CACHE_DIR/npm") >&2 ||
+            die "npm ci failed in $dir"
+        printf '%s\n' "$sum" >"$stamp.tmp.$$"
+        mv -f "$stamp.tmp.$$" "$stamp"
+    done
 }
 
 # ---------------------------------------------------------------- main
