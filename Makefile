@@ -103,6 +103,7 @@ bench: deps target-link
 	@$(CARGO_ENV) $(CARGO) bench --bench srp --target $(CROSS_TARGET) -j $(JOBS)
 	@$(CARGO_ENV) $(CARGO) bench --bench events -j $(JOBS)
 	@$(CARGO_ENV) $(CARGO) bench --bench calendar -j $(JOBS)
+	@$(CARGO_ENV) $(CARGO) bench --bench xapi -j $(JOBS)
 
 fmt: deps-native
 	@$(CARGO) fmt --all

@@ -248,7 +248,7 @@ warm_gst_registry() {
 # the Rust test harness against a real roomd + roomd-sim.
 NPM_APT_PACKAGES=(nodejs npm chromium)
 NPM_DIRS=(tests/node)
-NODE_MIN_MAJOR=20 # playwright-core's engines.node
+NODE_MIN_MAJOR=18 # Debian 12 ships nodejs 18; playwright-core 1.60 is the newest that supports it
 
 deps_npm() {
     local want=() p
@@ -263,7 +263,7 @@ deps_npm() {
     local major
     major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)" || die "node does not run"
     [ "$major" -ge "$NODE_MIN_MAJOR" ] ||
-        die "node $(node --version) is too old: the npm tests need Node >= $NODE_MIN_MAJOR (bookworm's nodejs is 18; install nodejs 20+ from NodeSource or Debian 13)"
+        die "node $(node --version) is too old: the npm tests need Node >= $NODE_MIN_MAJOR"
 
     local dir lock sum stamp
     for dir in "${NPM_DIRS[@]}"; do

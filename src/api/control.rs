@@ -304,7 +304,14 @@ mod tests {
         let state = crate::store::StateDir::open(dir.path().join("state")).unwrap();
         let (bookings, _) = BookingsStore::open(&state, 300);
         tasks.spawn(tracing::Span::none(), move |shutdown| {
-            serve(listener, p, rx, Instant::now(), session, bookings, shutdown)
+            let context = ControlContext {
+                status: rx,
+                started: Instant::now(),
+                session,
+                bookings,
+                state,
+            };
+            serve(listener, p, context, shutdown)
         });
 
         match request(&path, &ControlRequest::Status).await.unwrap() {

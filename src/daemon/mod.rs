@@ -4,6 +4,7 @@
 
 pub mod cloud_health;
 pub mod device_control;
+pub mod hardware;
 pub mod room;
 pub mod session;
 pub mod status;
@@ -85,6 +86,7 @@ pub struct Daemon {
     bookings: BookingsStore,
     room: room::Room,
     xapi_urls: Vec<String>,
+    sim_gpio: Option<crate::hw::gpio::SimGpio>,
     status_tx: watch::Sender<DeviceStatus>,
     notifier: Notifier,
     started: Instant,
@@ -123,6 +125,12 @@ impl Daemon {
     /// The room's controls (volume, mute, layout, dial), shared by the xAPI and the buttons.
     pub fn room(&self) -> room::Room {
         self.room.clone()
+    }
+
+    /// The simulated GPIO lines' handles when the board's backend is `sim` (press a button,
+    /// read an LED).
+    pub fn sim_gpio(&self) -> Option<&crate::hw::gpio::SimGpio> {
+        self.sim_gpio.as_ref()
     }
 
     /// The xAPI WebSocket URLs as bound (`ws://127.0.0.1:8080/ws`).
@@ -263,6 +271,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
     let room = room::Room::new(status_tx.clone(), bookings.clone());
+    let sim_gpio = hardware::start(&tasks, &board, &status_tx, &room);
     let xapi_urls = start_xapi(
         &tasks,
         &config,
@@ -341,6 +350,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         bookings,
         room,
         xapi_urls,
+        sim_gpio,
         status_tx,
         notifier,
         started,

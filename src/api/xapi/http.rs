@@ -180,6 +180,11 @@ pub async fn serve_connection<S>(
             respond(&mut stream, "302 Found", &[("Location", "/touch")], b"").await;
             return;
         }
+        // Browsers ask for it on their own; "no content" keeps their consoles clean.
+        "/favicon.ico" => {
+            respond(&mut stream, "204 No Content", &[], b"").await;
+            return;
+        }
         "/touch" | "/touch/" | "/touch/index.html" => {
             Some(file("text/html; charset=utf-8", INDEX_HTML))
         }
