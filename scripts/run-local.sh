@@ -92,5 +92,14 @@ INFO
 
 "$roomd" run --config "$run_dir/etc/roomd.toml" &
 roomd_pid=$!
+# Local xAPI users for the touch panel and jsxapi (the state directory is fresh each run).
+(
+    for _ in $(seq 50); do
+        printf 'touchpanel\n' | "$roomd" passwd --user touchpanel --config "$run_dir/etc/roomd.toml" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    printf 'roomd-admin\n' | "$roomd" passwd --user admin --config "$run_dir/etc/roomd.toml" >/dev/null 2>&1 &&
+        echo "run-local: touch panel: http://127.0.0.1:8080/touch#user=touchpanel&password=touchpanel (xAPI ws://127.0.0.1:8080/ws, admin / roomd-admin)"
+) &
 wait "$roomd_pid" || true
 roomd_pid=
