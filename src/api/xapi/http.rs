@@ -337,7 +337,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (head.method.as_str(), head.path.as_str(), used),
-            ("GET", "/ws", 71)
+            ("GET", "/ws", 73)
         );
         assert!(head.has_token("upgrade", "websocket"));
         assert!(head.has_token("connection", "upgrade"));
