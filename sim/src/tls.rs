@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -43,38 +43,8 @@ pub(crate) fn generate() -> anyhow::Result<TlsMaterial> {
 
 /// A fresh CA named `ca_name` and a `localhost` server certificate it signs.
 pub(crate) fn generate_with_ca(ca_name: &str) -> anyhow::Result<TlsMaterial> {
-    let ca_key = KeyPair::generate().context("generating the test CA key")?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = common_name(ca_name);
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .context("self-signing the test CA")?;
-
-    let server_key = KeyPair::generate().context("generating the server key")?;
-    // rcgen turns names that parse as IP addresses into iPAddress SANs, the rest into dNSName SANs.
-    let mut server_params = CertificateParams::new(
-        SERVER_NAMES
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>(),
-    )
-    .context("server certificate names")?;
-    server_params.distinguished_name = common_name("localhost");
-    server_params.is_ca = IsCa::NoCa;
-    server_params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server_params
-        .signed_by(&server_key, &ca_cert, &ca_key)
-        .context("signing the server certificate")?;
+    let (ca_cert, ca_key) = generate_ca(ca_name)?;
+    let (server_cert, server_key) = sign_server_certificate(&ca_cert, &ca_key)?;
 
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let chain: Vec<CertificateDer<'static>> = vec![server_cert.der().clone()];
@@ -93,7 +63,51 @@ pub(crate) fn generate_with_ca(ca_name: &str) -> anyhow::Result<TlsMaterial> {
     })
 }
 
-fn common_name(cn: &str) -> DistinguishedName {
+/// A self-signed CA named `ca_name`: its certificate and key (the key never leaves memory).
+pub(crate) fn generate_ca(ca_name: &str) -> anyhow::Result<(Certificate, KeyPair)> {
+    let ca_key = KeyPair::generate().with_context(|| format!("generating the {ca_name} key"))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name = common_name(ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .with_context(|| format!("self-signing the {ca_name}"))?;
+    Ok((ca_cert, ca_key))
+}
+
+/// A `localhost` server certificate (every name in [`SERVER_NAMES`]) signed by the CA.
+pub(crate) fn sign_server_certificate(
+    ca_cert: &Certificate,
+    ca_key: &KeyPair,
+) -> anyhow::Result<(Certificate, KeyPair)> {
+    let server_key = KeyPair::generate().context("generating the server key")?;
+    // rcgen turns names that parse as IP addresses into iPAddress SANs, the rest into dNSName SANs.
+    let mut server_params = CertificateParams::new(
+        SERVER_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .context("server certificate names")?;
+    server_params.distinguished_name = common_name("localhost");
+    server_params.is_ca = IsCa::NoCa;
+    server_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server_params
+        .signed_by(&server_key, ca_cert, ca_key)
+        .context("signing the server certificate")?;
+    Ok((server_cert, server_key))
+}
+
+pub(crate) fn common_name(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     dn

@@ -5,17 +5,14 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName as TlsName, RootCertStore, ServerConfig};
 
 use super::CMS_CA_COMMON_NAME;
-use crate::tls::{SERVER_NAMES, provider};
+use crate::tls::{common_name, generate_ca, provider, sign_server_certificate};
 
 /// Subject common name of the client certificate the simulator writes.
 pub(crate) const CLIENT_COMMON_NAME: &str = "roomd-sim meeting server client";
@@ -37,45 +34,10 @@ impl std::fmt::Debug for CmsTls {
     }
 }
 
-fn common_name(cn: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    dn
-}
-
 impl CmsTls {
     pub(crate) fn generate() -> anyhow::Result<Self> {
-        let ca_key = KeyPair::generate().context("generating the meeting server CA key")?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name = common_name(CMS_CA_COMMON_NAME);
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params
-            .self_signed(&ca_key)
-            .context("self-signing the meeting server CA")?;
-
-        let server_key = KeyPair::generate().context("generating the meeting server key")?;
-        let mut server_params = CertificateParams::new(
-            SERVER_NAMES
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .context("meeting server certificate names")?;
-        server_params.distinguished_name = common_name("localhost");
-        server_params.is_ca = IsCa::NoCa;
-        server_params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server_params
-            .signed_by(&server_key, &ca_cert, &ca_key)
-            .context("signing the meeting server certificate")?;
+        let (ca_cert, ca_key) = generate_ca(CMS_CA_COMMON_NAME)?;
+        let (server_cert, server_key) = sign_server_certificate(&ca_cert, &ca_key)?;
 
         let client_key = KeyPair::generate().context("generating the client key")?;
         let mut client_params = CertificateParams::new(Vec::<String>::new())?;
