@@ -5,15 +5,13 @@
 
 mod support;
 
-use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use roomd::api::xapi::auth::set_password;
 use roomd::hw::board::GpioRole;
 use roomd::store::StateDir;
-use serde_json::{Value, json};
-use support::{LogCapture, TIMEOUT, wait_status};
+use serde_json::json;
+use support::{LogCapture, next_json, wait_status, xapi_connect};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// One booking whose join window is open now.
 const SCENARIO: &str = r#"bookings = [{ title = "Joinable now", start_in_mins = 2, webex_uri = "now@webex.sim.invalid" }]"#;
@@ -36,19 +34,6 @@ async fn press(
     button.set(true);
     wait_status(status, "the press counted", |s| count(s) == before + 1).await;
     button.set(false);
-}
-
-async fn next_json(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Value {
-    loop {
-        match tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("message in time")
-        {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("socket ended: {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -80,17 +65,7 @@ async fn buttons_switch_and_leds_drive_and_follow_the_room() {
 
     // An xAPI client subscribed to microphone mute and camera state sees the hardware act.
     let url = daemon.xapi_urls()[0].clone();
-    let mut request = url.as_str().into_client_request().unwrap();
-    let auth = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("touchpanel:panel-password");
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        format!("auth-{auth}").parse().unwrap(),
-    );
-    let stream =
-        tokio::net::TcpStream::connect(url.trim_start_matches("ws://").trim_end_matches("/ws"))
-            .await
-            .unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+    let mut ws = xapi_connect(&url, "touchpanel", "panel-password")
         .await
         .unwrap();
     for (id, query) in [

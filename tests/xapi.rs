@@ -23,7 +23,7 @@ use roomd::daemon::session::SessionHandle;
 use roomd::daemon::status::DeviceStatus;
 use roomd::store::StateDir;
 use serde_json::{Value, json};
-use support::{LogCapture, TIMEOUT};
+use support::{LogCapture, TIMEOUT, auth_protocol, next_json, xapi_connect as connect};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -37,13 +37,6 @@ const PANEL_PASSWORD: &str = "panel-password";
 
 type Client<S> = WebSocketStream<S>;
 
-fn auth_protocol(user: &str, password: &str) -> String {
-    format!(
-        "auth-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{user}:{password}"))
-    )
-}
-
 /// An in-process daemon with the xAPI on an ephemeral loopback port and both users set.
 async fn daemon(dir: &std::path::Path) -> (roomd_sim::SimHandle, roomd::daemon::Daemon, String) {
     let sim = support::start_sim(dir).await;
@@ -55,43 +48,6 @@ async fn daemon(dir: &std::path::Path) -> (roomd_sim::SimHandle, roomd::daemon::
         support::start_daemon(config, roomd::platform::systemd::Notifier::disabled()).await;
     let url = daemon.xapi_urls()[0].clone();
     (sim, daemon, url)
-}
-
-async fn connect(url: &str, user: &str, password: &str) -> Result<Client<TcpStream>, u16> {
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        auth_protocol(user, password).parse().unwrap(),
-    );
-    let host = url.trim_start_matches("ws://").trim_end_matches("/ws");
-    let stream = TcpStream::connect(host).await.unwrap();
-    match tokio_tungstenite::client_async(request, stream).await {
-        Ok((ws, response)) => {
-            assert_eq!(
-                response.headers()["sec-websocket-protocol"],
-                auth_protocol(user, password).as_str(),
-                "the auth subprotocol is echoed"
-            );
-            Ok(ws)
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
-        Err(e) => panic!("handshake failed: {e}"),
-    }
-}
-
-async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Client<S>) -> Value {
-    loop {
-        let message = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("valid frame");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(text.as_str()).unwrap();
-        }
-    }
 }
 
 async fn call<S: AsyncRead + AsyncWrite + Unpin>(

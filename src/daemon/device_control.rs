@@ -3,6 +3,7 @@
 
 use tokio::sync::watch;
 
+use crate::daemon::room::Room;
 use crate::daemon::status::DeviceStatus;
 use crate::events::{Event, EventBus, Namespace};
 use crate::platform::logging::message_id;
@@ -42,31 +43,28 @@ pub fn parse_device_control(data: &serde_json::Value) -> Result<DeviceCommand, S
     }
 }
 
-/// Applies `device.control` events to the audio state until shutdown.
-pub async fn run_device_control(
-    bus: EventBus,
-    status: watch::Sender<DeviceStatus>,
-    mut shutdown: Shutdown,
-) {
+/// Applies `device.control` events to the audio state (through the same [`Room`] controls as
+/// the xAPI and the buttons) until shutdown.
+pub async fn run_device_control(bus: EventBus, room: Room, mut shutdown: Shutdown) {
     let mut events = bus.subscribe(Namespace::DeviceControl, QUEUE);
     loop {
         let event = tokio::select! {
             event = events.recv() => match event { Some(e) => e, None => return },
             _ = shutdown.recv() => return,
         };
-        apply_device_control(&event, &status);
+        apply_device_control(&event, &room);
     }
 }
 
-fn apply_device_control(event: &Event, status: &watch::Sender<DeviceStatus>) {
+fn apply_device_control(event: &Event, room: &Room) {
     let tracking = event.tracking_id.as_deref().unwrap_or("none");
     match parse_device_control(&event.data) {
         Ok(command) => {
-            status.send_modify(|s| match command {
-                DeviceCommand::SetVolume(level) => s.audio.volume = level,
-                DeviceCommand::Mute => s.audio.microphones_muted = true,
-                DeviceCommand::Unmute => s.audio.microphones_muted = false,
-            });
+            match command {
+                DeviceCommand::SetVolume(level) => room.set_volume(level),
+                DeviceCommand::Mute => room.set_microphones_muted(true),
+                DeviceCommand::Unmute => room.set_microphones_muted(false),
+            }
             tracing::info!(
                 message_id = message_id::DEVICE_CONTROL,
                 trackingid = tracking,

@@ -234,10 +234,11 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
+    let room = room::Room::new(status_tx.clone(), bookings.clone());
     {
-        let (bus, status_tx) = (bus.clone(), status_tx.clone());
+        let (bus, room) = (bus.clone(), room.clone());
         tasks.spawn(Subsystem::Device.span(), move |shutdown| {
-            device_control::run_device_control(bus, status_tx, shutdown)
+            device_control::run_device_control(bus, room, shutdown)
         });
     }
     {
@@ -270,7 +271,6 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
-    let room = room::Room::new(status_tx.clone(), bookings.clone());
     let sim_gpio = hardware::start(&tasks, &board, &status_tx, &room);
     let xapi_urls = start_xapi(
         &tasks,

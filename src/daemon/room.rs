@@ -58,13 +58,18 @@ impl Room {
         self.status.subscribe()
     }
 
-    pub fn set_volume(&self, level: u8) {
-        let level = level.min(100);
+    /// Sets one field of the status; watchers (xAPI feedback, LEDs) wake only when it changed.
+    fn set<T: PartialEq>(&self, field: impl FnOnce(&mut DeviceStatus) -> &mut T, value: T) -> bool {
         self.status.send_if_modified(|s| {
-            let changed = s.audio.volume != level;
-            s.audio.volume = level;
+            let slot = field(s);
+            let changed = *slot != value;
+            *slot = value;
             changed
-        });
+        })
+    }
+
+    pub fn set_volume(&self, level: u8) {
+        self.set(|s| &mut s.audio.volume, level.min(100));
     }
 
     /// Moves the volume by `steps` (negative: down), clamped to 0..=100; returns the new level.
@@ -81,20 +86,11 @@ impl Room {
     }
 
     pub fn set_speaker_muted(&self, muted: bool) {
-        self.status.send_if_modified(|s| {
-            let changed = s.audio.volume_muted != muted;
-            s.audio.volume_muted = muted;
-            changed
-        });
+        self.set(|s| &mut s.audio.volume_muted, muted);
     }
 
     pub fn set_microphones_muted(&self, muted: bool) {
-        let changed = self.status.send_if_modified(|s| {
-            let changed = s.audio.microphones_muted != muted;
-            s.audio.microphones_muted = muted;
-            changed
-        });
-        if changed {
+        if self.set(|s| &mut s.audio.microphones_muted, muted) {
             tracing::info!(
                 muted,
                 "microphones {}",
@@ -115,11 +111,7 @@ impl Room {
             .iter()
             .find(|f| f.eq_ignore_ascii_case(family))
             .ok_or_else(|| RoomError::BadLayout(family.to_owned()))?;
-        self.status.send_if_modified(|s| {
-            let changed = s.video.layout_family != *family;
-            s.video.layout_family = (*family).to_owned();
-            changed
-        });
+        self.set(|s| &mut s.video.layout_family, (*family).to_owned());
         Ok(())
     }
 

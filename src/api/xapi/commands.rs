@@ -39,15 +39,20 @@ impl CommandError {
     }
 }
 
-/// Arguments, looked up case-insensitively by name.
-struct Args<'a>(&'a Map<String, Value>);
+/// Arguments (and xGet/xSet/xFeedback params), looked up case-insensitively by name.
+pub(super) struct Args<'a>(pub(super) &'a Map<String, Value>);
 
-impl Args<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
+impl<'a> Args<'a> {
+    pub(super) fn get(&self, name: &str) -> Option<&'a Value> {
         self.0
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// The argument, or −32602 "Missing required parameter: <name>".
+    pub(super) fn required(&self, name: &str) -> Result<&'a Value, CommandError> {
+        self.get(name).ok_or_else(|| missing(name))
     }
 
     fn text(&self, name: &str) -> Result<Option<String>, CommandError> {
@@ -96,6 +101,13 @@ impl Args<'_> {
             )),
         }
     }
+}
+
+fn missing(name: &str) -> CommandError {
+    CommandError::new(
+        INVALID_PARAMS,
+        format!("Missing required parameter: {name}"),
+    )
 }
 
 /// Runs `xCommand/<path>` as `user` with `role`.
@@ -173,9 +185,9 @@ pub async fn execute(
             ))
         }
         "audio volume set" => {
-            let level = args.integer("Level", 0..=100)?.ok_or_else(|| {
-                CommandError::new(INVALID_PARAMS, "Missing required parameter: Level")
-            })?;
+            let level = args
+                .integer("Level", 0..=100)?
+                .ok_or_else(|| missing("Level"))?;
             room.set_volume(level as u8);
             ok()
         }

@@ -20,10 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::XapiContext;
 use super::auth::Role;
-use super::commands::{self, CommandError};
+use super::commands::{self, Args, CommandError};
 use super::document::{self, SetError};
 use super::tree::{self, XPath};
-use crate::bookings::obtp::ObtpEvent;
 use crate::daemon::status::DeviceStatus;
 use crate::proto::jsonrpc::{
     self, COMMAND_ERROR, INTERNAL_ERROR, INVALID_PARAMS, Method, PERMISSION_DENIED, Request, Root,
@@ -114,7 +113,7 @@ pub async fn run<S>(
                 session.configuration_feedback()
             }
             event = obtp.recv() => match event {
-                Ok(event) => session.event_feedback(&obtp_value(&event)),
+                Ok(event) => session.event_feedback(&document::obtp_event(&event)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("{n} booking event(s) not delivered: the session fell behind");
                     Vec::new()
@@ -153,10 +152,6 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-fn obtp_value(event: &ObtpEvent) -> Value {
-    document::obtp_event(event)
 }
 
 /// Answers the client's close. tungstenite would echo a code-less close without a code, which
@@ -261,12 +256,9 @@ impl Session {
         &mut self,
         params: &Map<String, Value>,
     ) -> Result<(u64, Option<String>), CommandError> {
-        let path = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Query"))
-            .map(|(_, v)| v)
-            .ok_or_else(|| invalid("Missing required parameter: Query"))?;
-        let path = XPath::parse(path).map_err(|e| invalid(format!("Query: {e}")))?;
+        let args = Args(params);
+        let path =
+            XPath::parse(args.required("Query")?).map_err(|e| invalid(format!("Query: {e}")))?;
         let document = match path.root {
             Root::Status => Some(&self.last_status),
             Root::Configuration => Some(&self.last_configuration),
@@ -283,10 +275,9 @@ impl Session {
                 message: format!("Too many subscriptions (at most {MAX_SUBSCRIPTIONS})"),
             });
         }
-        let notify = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("NotifyCurrentValue"))
-            .is_some_and(|(_, v)| v == &json!(true) || v == &json!("True"));
+        let notify = args
+            .get("NotifyCurrentValue")
+            .is_some_and(|v| v == &json!(true) || v == &json!("True"));
         let id = self.next_id;
         self.next_id += 1;
         let current = match (notify, document) {
@@ -299,10 +290,9 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, params: &Map<String, Value>) -> Result<Value, CommandError> {
-        let id = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
-            .and_then(|(_, v)| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        let id = Args(params)
+            .get("Id")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
             .ok_or_else(|| invalid("Missing required parameter: Id"))?;
         self.subscriptions
             .remove(&id)
@@ -316,10 +306,10 @@ impl Session {
         } else {
             "Path"
         };
-        let path = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key) || k.eq_ignore_ascii_case("Path"))
-            .map(|(_, v)| v)
+        let args = Args(params);
+        let path = args
+            .get(key)
+            .or_else(|| args.get("Path"))
             .ok_or_else(|| invalid(format!("Missing required parameter: {key}")))?;
         let path = XPath::parse(path).map_err(|e| invalid(format!("{key}: {e}")))?;
         let document = match path.root {
@@ -342,16 +332,9 @@ impl Session {
                 message: "Permission denied".into(),
             });
         }
-        let path = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Path"))
-            .map(|(_, v)| v)
-            .ok_or_else(|| invalid("Missing required parameter: Path"))?;
-        let value = params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Value"))
-            .map(|(_, v)| v)
-            .ok_or_else(|| invalid("Missing required parameter: Value"))?;
+        let args = Args(params);
+        let path = args.required("Path")?;
+        let value = args.required("Value")?;
         let path = XPath::parse(path).map_err(|e| invalid(format!("Path: {e}")))?;
         if path.root != Root::Configuration {
             return Err(invalid("No match on Path argument"));

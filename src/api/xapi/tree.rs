@@ -225,12 +225,6 @@ fn project_item(item: &Value, rest: &[Segment]) -> Option<Value> {
     Some(inner)
 }
 
-/// The current value at `segments` wrapped in its path, as `NotifyCurrentValue` feedback and a
-/// lagging client's resync send it.
-pub fn wrap(document: &Value, segments: &[Segment]) -> Option<Value> {
-    project(document, segments)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
