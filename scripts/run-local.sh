@@ -70,6 +70,10 @@ gds_url = "https://localhost:$https_port/gds"
 activation_url = "https://localhost:$https_port/activation"
 extra_ca_files = ["$run_dir/sim/ca.pem"]
 
+[calls]
+# The sim's bookings use *@webex.sim.invalid meeting URIs: join them as cloud meetings too.
+meeting_uri_regex = '^[^@]+@([a-z0-9-]+\\.)*(webex\\.com|webex\\.sim\\.invalid)\$'
+
 [meeting_server]
 base_url = "https://localhost:$cms_port"
 credentials_file = "$run_dir/etc/meeting-server.credentials"

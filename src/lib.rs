@@ -6,10 +6,10 @@
 //! |---|---|---|
 //! | foundations | [`secret`], [`clock`], [`shutdown`] | redacted secrets, wire time format, task shutdown |
 //! | configuration | [`config`], [`hw::board`] | `/etc/roomd` files and drop-ins, board files |
-//! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
+//! | protocol types | [`proto`], [`locus`] | cloud wire types and their parsers (sans I/O); Locus sequence rules and the DTO working copy |
 //! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
 //! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
-//! | state machines | [`daemon`], [`bookings`] | the daemon's tasks and the status they publish |
+//! | state machines | [`daemon`], [`bookings`], [`calls`], [`reachability`] | the daemon's tasks and the status they publish; call control; media reachability |
 //! | hardware | [`hw`] | board roles (GPIO, later drivers) |
 //! | media | [`media`] | GStreamer |
 //! | API | [`api`] | control socket (`roomd status`), xStatus rendering |
@@ -21,6 +21,7 @@
 pub mod activation;
 pub mod api;
 pub mod bookings;
+pub mod calls;
 pub mod check;
 pub mod cli;
 pub mod clock;

@@ -7,7 +7,7 @@ mod support;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -173,6 +173,8 @@ async fn every_error_code_over_a_real_socket() {
         ),
         ("xCommand/Dial", json!({"BookingId": "webex-999"}), 1),
         ("xCommand/Call/Accept", json!({}), 1),
+        ("xCommand/Call/Hold", json!({"CallId": "first"}), -32602),
+        ("xCommand/Call/DTMFSend", json!({"CallId": 1}), -32602),
         (
             "xCommand/SystemUnit/Activate",
             json!({"Code": "12"}),
@@ -402,6 +404,21 @@ struct SessionRig {
     session: tokio::task::JoinHandle<()>,
 }
 
+/// Call control without its task: every call command answers "roomd is stopping".
+fn detached_calls(status: &watch::Sender<DeviceStatus>) -> roomd::calls::Calls {
+    let (calls, _manager) = roomd::calls::Calls::new(
+        status.clone(),
+        watch::channel(None).1,
+        roomd::events::EventBus::new(),
+        roomd::reachability::Reachability::new(),
+        roomd::calls::CallsOptions {
+            meeting_uri_regex: Default::default(),
+            ice_timeout: Duration::from_secs(1),
+        },
+    );
+    calls
+}
+
 /// One session over an in-memory pipe whose server side records its writes.
 async fn session_rig(role: Role) -> SessionRig {
     let dir = tempfile::tempdir().unwrap();
@@ -412,7 +429,7 @@ async fn session_rig(role: Role) -> SessionRig {
     let (commands, _) = tokio::sync::mpsc::channel(1);
     let ctx = XapiContext::new(
         Backends {
-            room: Room::new(status.clone(), bookings.clone()),
+            room: Room::new(status.clone(), bookings.clone(), detached_calls(&status)),
             bookings,
             session: SessionHandle::new(commands),
         },

@@ -110,19 +110,31 @@ async fn jsxapi_client_drives_the_xapi() {
         "volume_feedback",
         "start_time_buffer_event",
         "dial_booking",
+        "call_disconnect",
         "close",
     ] {
         assert_eq!(step(&steps, name)["ok"], true, "{name}");
     }
     let dial = step(&steps, "dial_booking");
-    assert_eq!(dial["outcome"], "error");
-    assert_eq!(dial["code"], 1);
+    assert_eq!(dial["outcome"], "result", "{dial}");
+    let call_id = dial["callId"].as_u64().expect("Dial answers a CallId") as u32;
+    let hung_up = step(&steps, "call_disconnect");
+    assert_eq!(hung_up["status"], "Connected");
+    assert_eq!(hung_up["causeType"], "LocalDisconnect");
     // roomd's side: the dial of that booking reached the dial path.
     let status = daemon.status().borrow().clone();
     let last = status.calls.last_dial.expect("a dial was recorded");
     assert_eq!(last.booking_id.as_deref(), dial["bookingId"].as_str());
     assert_eq!(last.source, "xapi:admin");
     assert!(last.number.contains("webex.sim.invalid"), "{}", last.number);
+    let ended = status
+        .calls
+        .ended
+        .iter()
+        .find(|c| c.id == call_id)
+        .expect("the dialled call ended in roomd");
+    assert_eq!(ended.remote_number, last.number);
+    assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
     let level = step(&steps, "volume_feedback")["level"].as_u64();
     assert_eq!(level, Some(u64::from(status.audio.volume)));
     assert!(LogCapture::global().contains("xAPI login refused for user \"admin\""));
@@ -169,6 +181,11 @@ async fn touch_panel_join_button_dials_the_booking() {
         .expect("the Join press reached roomd's dial path");
     assert_eq!(last.booking_id.as_deref(), Some(booking));
     assert_eq!(last.source, "xapi:touchpanel");
+    // The panel showed the call and its Leave button hung it up.
+    assert_eq!(step(&steps, "in_call")["ok"], true);
+    let ended = status.calls.ended.last().expect("the joined call ended");
+    assert_eq!(ended.remote_number, last.number);
+    assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
     assert!(
         artefacts.join("touch-panel.png").is_file(),
         "screenshot saved"

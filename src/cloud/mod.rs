@@ -4,6 +4,7 @@
 pub mod authed;
 pub mod calendar;
 pub mod gds;
+pub mod locus;
 pub mod mercury;
 pub mod registration;
 pub mod tokens;

@@ -31,6 +31,7 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     pub calendar: CalendarConfig,
     pub xapi: XapiConfig,
+    pub calls: CallsConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting_server: Option<MeetingServerConfig>,
     pub log: LogConfig,
@@ -140,6 +141,75 @@ impl Default for XapiConfig {
             tls_key_file: None,
             max_sessions: 32,
         }
+    }
+}
+
+/// Call control (wire profile §5, `docs/calls.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Dial strings matching this regular expression join as cloud meetings; anything else
+    /// is dialled as a call. Matched against the lower-cased dial string. Default the
+    /// profile's `^[^@]+@([a-z0-9-]+\.)*webex\.com$`.
+    pub meeting_uri_regex: MeetingUriRegex,
+    /// How long the connectivity check to the media node may take, in milliseconds. Default 1000.
+    pub ice_timeout_ms: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            meeting_uri_regex: MeetingUriRegex::default(),
+            ice_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A regular expression checked when the configuration is read, so a typo is reported with
+/// its file and line instead of at the first dial.
+#[derive(Debug, Clone)]
+pub struct MeetingUriRegex(regex::Regex);
+
+impl MeetingUriRegex {
+    pub const DEFAULT: &'static str = r"^[^@]+@([a-z0-9-]+\.)*webex\.com$";
+
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        regex::Regex::new(pattern).map(Self)
+    }
+
+    pub fn is_match(&self, dial_string: &str) -> bool {
+        self.0.is_match(&dial_string.trim().to_ascii_lowercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl Default for MeetingUriRegex {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT).expect("the default meeting regex compiles")
+    }
+}
+
+impl PartialEq for MeetingUriRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for MeetingUriRegex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MeetingUriRegex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        Self::new(&pattern).map_err(|e| {
+            serde::de::Error::custom(format!("meeting_uri_regex is not a valid regular expression: {e}"))
+        })
     }
 }
 

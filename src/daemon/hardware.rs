@@ -22,6 +22,9 @@ pub fn status_pattern(status: &DeviceStatus) -> LedPattern {
     if status.system == SystemState::Stopping {
         return LedPattern::Off;
     }
+    if status.calls.active.iter().any(|c| c.status == "Ringing") {
+        return LedPattern::Ringing;
+    }
     match &status.activation {
         ActivationState::NotActivated => LedPattern::Off,
         ActivationState::NeedsActivation { .. } => LedPattern::Error,
@@ -176,7 +179,9 @@ async fn drive_leds(
             (
                 status_pattern(&now),
                 now.audio.microphones_muted,
-                !now.bookings.joinable.is_empty(),
+                // Lit while a booking can be joined or a call is up.
+                !now.bookings.joinable.is_empty()
+                    || now.calls.active.iter().any(|c| c.status != "Ringing"),
             )
         };
         let wanted = [
@@ -233,7 +238,7 @@ async fn handle_presses(
         match press.role {
             GpioRole::JoinButton => {
                 status.send_modify(|s| s.hardware.join_presses += 1);
-                if let Err(e) = room.join_current("gpio:join_button") {
+                if let Err(e) = room.join_current("gpio:join_button").await {
                     tracing::info!("join button: {e}");
                 }
             }

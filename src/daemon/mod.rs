@@ -234,7 +234,22 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
-    let room = room::Room::new(status_tx.clone(), bookings.clone());
+    let reachability = crate::reachability::Reachability::new();
+    let (call_services_tx, call_services_rx) = watch::channel(None);
+    let (calls, call_manager) = crate::calls::Calls::new(
+        status_tx.clone(),
+        call_services_rx,
+        bus.clone(),
+        reachability.clone(),
+        crate::calls::CallsOptions {
+            meeting_uri_regex: config.calls.meeting_uri_regex.clone(),
+            ice_timeout: Duration::from_millis(config.calls.ice_timeout_ms.max(1)),
+        },
+    );
+    tasks.spawn(Subsystem::Calls.span(), move |shutdown| {
+        call_manager.run(shutdown)
+    });
+    let room = room::Room::new(status_tx.clone(), bookings.clone(), calls);
     {
         let (bus, room) = (bus.clone(), room.clone());
         tasks.spawn(Subsystem::Device.span(), move |shutdown| {
@@ -319,6 +334,8 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             activation_url,
             bus: bus.clone(),
             bookings: bookings.clone(),
+            call_services: call_services_tx,
+            reachability,
         };
         tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
             session::run(context, stored, commands_rx, shutdown)

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::bookings::model::Booking;
+use crate::calls::{CallError, Calls, DialOutcome};
 use crate::bookings::store::BookingsStore;
 use crate::daemon::status::{DeviceStatus, DialRecord};
 use crate::platform::logging::message_id;
@@ -21,6 +22,7 @@ pub const DEFAULT_VOLUME_STEPS: u8 = 5;
 pub struct Room {
     status: watch::Sender<DeviceStatus>,
     bookings: BookingsStore,
+    calls: Calls,
 }
 
 /// A dial as asked for: a number, a booking, or both (the number then wins).
@@ -43,15 +45,24 @@ pub enum RoomError {
     NothingToDial,
     /// No meeting to join now (no booking is inside its join window)
     NothingToJoin,
-    /// Calls are not available yet: the dial of {number} was recorded, but this roomd cannot place calls
-    CallsUnavailable { number: String },
+    /// {0}
+    Call(#[from] CallError),
     /// Unknown layout family {0:?} (auto, equal, prominent, overlay or single)
     BadLayout(String),
 }
 
 impl Room {
-    pub fn new(status: watch::Sender<DeviceStatus>, bookings: BookingsStore) -> Self {
-        Self { status, bookings }
+    pub fn new(status: watch::Sender<DeviceStatus>, bookings: BookingsStore, calls: Calls) -> Self {
+        Self {
+            status,
+            bookings,
+            calls,
+        }
+    }
+
+    /// Call control: accept, reject, disconnect, hold, resume, DTMF, call events.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     pub fn status(&self) -> watch::Receiver<DeviceStatus> {
@@ -134,9 +145,8 @@ impl Room {
         }
     }
 
-    /// Resolves what to dial and hands it to call control. Until calls land, the dial is
-    /// logged and recorded in status, and answered with [`RoomError::CallsUnavailable`].
-    pub fn dial(&self, request: DialRequest) -> Result<(), RoomError> {
+    /// Resolves what to dial, records it, and hands it to call control.
+    pub async fn dial(&self, request: DialRequest) -> Result<DialOutcome, RoomError> {
         let booking_number = match &request.booking_id {
             Some(id) => Some(self.booking_number(id)?),
             None => None,
@@ -169,11 +179,24 @@ impl Room {
                 at: SystemTime::now(),
             });
         });
-        Err(RoomError::CallsUnavailable { number })
+        Ok(self.calls.dial(&number).await?)
     }
 
-    /// The join button: dials the current OBTP booking (the earliest joinable one).
-    pub fn join_current(&self, source: &str) -> Result<(), RoomError> {
+    /// The join button: answers a ringing call, else dials the current OBTP booking (the
+    /// earliest joinable one).
+    pub async fn join_current(&self, source: &str) -> Result<(), RoomError> {
+        let ringing = self
+            .status
+            .borrow()
+            .calls
+            .active
+            .iter()
+            .find(|c| c.status == "Ringing")
+            .map(|c| c.id);
+        if let Some(id) = ringing {
+            tracing::info!("{source}: answering the ringing call {id}");
+            return Ok(self.calls.accept(Some(id)).await?);
+        }
         let booking = {
             let status = self.status.borrow();
             status
@@ -192,6 +215,8 @@ impl Room {
             booking_id: Some(booking_id),
             source: source.to_owned(),
         })
+        .await
+        .map(|_| ())
     }
 
     fn booking_number(&self, xapi_id: &str) -> Result<String, RoomError> {

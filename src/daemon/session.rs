@@ -19,6 +19,7 @@ use crate::activation::flow::{ActivationClient, ActivationError};
 use crate::bookings::store::BookingsStore;
 use crate::bookings::sync::{Sync, SyncTimers};
 use crate::cloud::authed::AuthedClient;
+use crate::cloud::locus::{LocusClient, LocusUrls};
 use crate::cloud::calendar::{CalendarClient, CalendarUrls};
 use crate::cloud::mercury::link::CloudLink;
 use crate::cloud::mercury::{MercuryConfig, MercuryStatus, Supervisor};
@@ -106,6 +107,10 @@ pub struct SessionContext {
     /// Where the event socket publishes cloud events.
     pub bus: EventBus,
     pub bookings: BookingsStore,
+    /// Where call control learns the Locus service and this device's URL once registered.
+    pub call_services: watch::Sender<Option<crate::calls::CallServices>>,
+    /// Media reachability results (the join bodies carry them).
+    pub reachability: crate::reachability::Reachability,
 }
 
 impl SessionContext {
@@ -413,6 +418,8 @@ async fn activated(
     let (ws_urls, ws_url_rx) = watch::channel::<Option<String>>(None);
     let (reregister_tx, mut reregister) = mpsc::channel::<()>(1);
     let (calendar_tx, calendar_rx) = watch::channel::<Option<CalendarClient>>(None);
+    let mut locus_base: Option<String> = None;
+    let mut locus_urls: Option<LocusUrls> = None;
     // The calendar subscribes before the event socket starts, so it misses no event.
     let ws_tasks = Tasks::new();
     start_calendar_sync(ctx, &ws_tasks, calendar_rx);
@@ -426,6 +433,12 @@ async fn activated(
                     .instrument(Subsystem::Registration.span())
                     .await {
                     Ok((now, catalog)) => {
+                        if let Some(catalog) = &catalog {
+                            locus_base = first_url(catalog, &mut hosts, "locus");
+                            if locus_base.is_none() {
+                                tracing::warn!("the service catalog has no locus service; no calls");
+                            }
+                        }
                         if let Some(catalog) = catalog {
                             match calendar_urls(&catalog, &mut hosts) {
                                 Some(urls) => { calendar_tx.send_replace(Some(CalendarClient::new(client.clone(), urls))); }
@@ -438,6 +451,16 @@ async fn activated(
                                 Some(url) => { ws_urls.send_replace(Some(url.clone())); }
                                 None => tracing::warn!("the WDM registration has no webSocketUrl; no event socket"),
                             }
+                        }
+                        let urls = locus_base.clone().map(|locus| LocusUrls {
+                            locus,
+                            device_url: now.registration.url.clone(),
+                        });
+                        if urls != locus_urls {
+                            locus_urls = urls.clone();
+                            ctx.call_services.send_replace(urls.map(|urls| crate::calls::CallServices {
+                                locus: LocusClient::new(client.clone(), urls),
+                            }));
                         }
                         registered = Some(now);
                         backoff.reset();
@@ -503,6 +526,8 @@ async fn activated(
         }
     } }
     .await;
+    // No registration, no calls: the manager answers dials with "not registered".
+    ctx.call_services.send_replace(None);
     if let Err(e) = ws_tasks.shutdown(Duration::from_secs(3)).await {
         tracing::warn!("event socket: {e}");
     }
@@ -577,19 +602,25 @@ fn start_calendar_sync(
 }
 
 /// The calendar and KMS base URLs: the best host of each service in the catalog.
+/// The preferred base URL of a catalog service.
+fn first_url(
+    catalog: &crate::proto::u2c::Catalog,
+    hosts: &mut HostSelector,
+    service: &str,
+) -> Option<String> {
+    hosts
+        .order(catalog, service)
+        .ok()
+        .and_then(|order| order.into_iter().next())
+}
+
 fn calendar_urls(
     catalog: &crate::proto::u2c::Catalog,
     hosts: &mut HostSelector,
 ) -> Option<CalendarUrls> {
-    let mut first = |service: &str| {
-        hosts
-            .order(catalog, service)
-            .ok()
-            .and_then(|order| order.into_iter().next())
-    };
     Some(CalendarUrls {
-        calendar: first("calendar")?,
-        kms: first("kms")?,
+        calendar: first_url(catalog, hosts, "calendar")?,
+        kms: first_url(catalog, hosts, "kms")?,
     })
 }
 

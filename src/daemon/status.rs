@@ -46,12 +46,75 @@ impl Default for VideoStatus {
     }
 }
 
-/// Dial requests (from the xAPI, the touch panel or the join button). Calls themselves arrive
-/// with the call-control work; until then a dial is resolved, logged and recorded here.
+/// Dial requests and calls (`calls::manager` keeps this up to date).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallsStatus {
     pub dial_requests: u32,
     pub last_dial: Option<DialRecord>,
+    /// Calls in progress (ringing, connecting, connected, on hold), oldest first.
+    pub active: Vec<CallView>,
+    /// The last few calls that ended, newest last.
+    pub ended: Vec<CallView>,
+    /// The last user-visible notice (a move: "You have been moved to a new call. Now in …").
+    pub notice: Option<String>,
+    /// Participant moves seen, with their outcome.
+    pub moves: Vec<MoveRecord>,
+    /// Locus DTO handling, summed over every call.
+    pub locus: LocusCounters,
+}
+
+/// One call as status, the xAPI's `Call[n]` and `roomd status` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    /// The xAPI CallId, from 1 per daemon run.
+    pub id: u32,
+    /// RoomOS names: `Dialling`, `Ringing`, `Connecting`, `Connected`, `OnHold`, `Disconnecting`, `Idle`.
+    pub status: &'static str,
+    /// `Incoming` or `Outgoing`.
+    pub direction: &'static str,
+    /// `Call` or `Meeting`.
+    pub kind: &'static str,
+    pub remote_number: String,
+    pub display_name: String,
+    pub locus_url: Option<String>,
+    /// Participants `JOINED` in the locus (self included).
+    pub participants: usize,
+    pub correlation_id: String,
+    pub started: SystemTime,
+    pub connected_at: Option<SystemTime>,
+    /// How it ended (`CauseType` of the xAPI's CallDisconnect); `None` while active.
+    pub end_cause: Option<String>,
+    pub end_detail: Option<String>,
+    /// Diagnostic events in the order they happened.
+    pub diagnostics: Vec<DiagnosticRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosticRecord {
+    pub name: &'static str,
+    pub at: SystemTime,
+}
+
+/// A participant move and what came of it (seed 002's three failure cases are distinct).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoveRecord {
+    pub call_id: u32,
+    /// `Moved`, `NothingHappened`, `DroppedNotReconnected`, `WrongMeeting`.
+    pub outcome: &'static str,
+    pub from: String,
+    pub to: String,
+    pub name: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocusCounters {
+    pub applied: u64,
+    pub kept: u64,
+    pub queued: u64,
+    pub syncs: u64,
+    pub desyncs: u64,
+    pub bad_events: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -459,6 +522,50 @@ impl DeviceStatus {
                 "At": iso8601(dial.at),
             });
         }
+        let view = |c: &CallView| {
+            let mut call = json!({
+                "id": c.id,
+                "Status": c.status,
+                "Direction": c.direction,
+                "Type": c.kind,
+                "RemoteNumber": c.remote_number,
+                "DisplayName": c.display_name,
+                "Participants": c.participants,
+                "CorrelationId": c.correlation_id,
+                "Started": iso8601(c.started),
+                "Diagnostics": c.diagnostics.iter().map(|d| d.name).collect::<Vec<_>>().join(" "),
+            });
+            if let Some(url) = &c.locus_url {
+                call["LocusUrl"] = json!(url);
+            }
+            if let Some(at) = c.connected_at {
+                call["ConnectedAt"] = json!(iso8601(at));
+            }
+            if let Some(cause) = &c.end_cause {
+                call["EndCause"] = json!(cause);
+            }
+            if let Some(detail) = &c.end_detail {
+                call["EndDetail"] = json!(detail);
+            }
+            call
+        };
+        calls["Active"] = json!(self.calls.active.len());
+        calls["Call"] = json!(self.calls.active.iter().map(view).collect::<Vec<_>>());
+        calls["Ended"] = json!(self.calls.ended.iter().map(view).collect::<Vec<_>>());
+        if let Some(notice) = &self.calls.notice {
+            calls["Notice"] = json!(notice);
+        }
+        if !self.calls.moves.is_empty() {
+            calls["Move"] = json!(self.calls.moves.iter().map(|m| json!({
+                "CallId": m.call_id, "Outcome": m.outcome, "From": m.from, "To": m.to,
+                "Name": m.name, "Detail": m.detail.clone().unwrap_or_default(),
+            })).collect::<Vec<_>>());
+        }
+        let l = &self.calls.locus;
+        calls["Locus"] = json!({
+            "Applied": l.applied, "Kept": l.kept, "Queued": l.queued, "Syncs": l.syncs,
+            "Desyncs": l.desyncs, "BadEvents": l.bad_events,
+        });
         tree["Calls"] = calls;
         let hw = &self.hardware;
         let mut gpio = json!({

@@ -29,6 +29,7 @@ pub enum Subsystem {
     Calendar,
     Xapi,
     Hardware,
+    Calls,
 }
 
 impl Subsystem {
@@ -48,6 +49,7 @@ impl Subsystem {
             Subsystem::Calendar => "calendar",
             Subsystem::Xapi => "xapi",
             Subsystem::Hardware => "hardware",
+            Subsystem::Calls => "calls",
         }
     }
 
@@ -91,6 +93,7 @@ impl Subsystem {
             Subsystem::Hardware => {
                 tracing::info_span!(parent: None, "hardware", roomd_event = "hardware")
             }
+            Subsystem::Calls => tracing::info_span!(parent: None, "calls", roomd_event = "calls"),
         }
     }
 }
@@ -124,6 +127,13 @@ pub mod message_id {
     pub const DIAL_REQUESTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e882";
     pub const BUTTON_PRESSED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e890";
     pub const PRIVACY_SWITCH: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e891";
+    pub const CALL_STARTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a0";
+    pub const CALL_INCOMING: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a1";
+    pub const CALL_CONNECTED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a2";
+    pub const CALL_ENDED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a3";
+    pub const DIAGNOSTIC_EVENT: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a4";
+    pub const PARTICIPANT_MOVED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a5";
+    pub const LOCUS_SYNC: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a6";
 }
 
 /// Where the logs ended up.

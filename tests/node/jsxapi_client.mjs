@@ -46,6 +46,7 @@ function open(user, pass_) {
 let xapi;
 let session; // what the 'connect' connection has seen
 let joinId;
+let dialledCallId;
 let joinNumber;
 
 await runSteps(90000, [
@@ -189,8 +190,17 @@ await runSteps(90000, [
     async () => {
       const params = { BookingId: joinId };
       if (joinNumber) params.Number = joinNumber;
+      const indicated = new Promise((resolve) => {
+        const off = xapi.Event.OutgoingCallIndication.on((ev) => {
+          off();
+          resolve(ev);
+        });
+      });
       try {
         const result = await xapi.Command.Dial(params);
+        const ev = await withTimeout(indicated, STEP_WAIT_MS, 'no OutgoingCallIndication event');
+        if (String(ev.CallId) !== String(result.CallId)) fail(`OutgoingCallIndication ${JSON.stringify(ev)} for another call than ${result.CallId}`);
+        dialledCallId = result.CallId;
         if (!result || result.CallId === undefined) fail(`Dial result without CallId: ${JSON.stringify(result)}`);
         return { bookingId: joinId, number: joinNumber, outcome: 'result', callId: result.CallId, conferenceId: result.ConferenceId };
       } catch (e) {
@@ -199,6 +209,37 @@ await runSteps(90000, [
         fail(`Dial failed with ${describe(e)}`);
       }
       return undefined;
+    },
+  ],
+  [
+    'call_disconnect',
+    async () => {
+      const isConnected = (value) =>
+        [].concat(value || []).find((c) => String(c.id) === String(dialledCallId) && c.Status === 'Connected');
+      let off = () => {};
+      const fed = new Promise((resolve) => {
+        off = xapi.Status.Call.on((value) => {
+          const call = isConnected(value);
+          if (call) resolve(call);
+        });
+      });
+      let call;
+      try {
+        call = isConnected(await xapi.Status.Call.get()) ||
+          (await withTimeout(fed, STEP_WAIT_MS, `Call ${dialledCallId} never showed Status Connected`));
+      } finally {
+        off();
+      }
+      const disconnected = new Promise((resolve) => {
+        const off = xapi.Event.CallDisconnect.on((ev) => {
+          off();
+          resolve(ev);
+        });
+      });
+      await xapi.Command.Call.Disconnect({ CallId: dialledCallId });
+      const ev = await withTimeout(disconnected, STEP_WAIT_MS, 'no CallDisconnect event');
+      if (ev.CauseType !== 'LocalDisconnect') fail(`CallDisconnect ${JSON.stringify(ev)}`);
+      return { callId: dialledCallId, status: call.Status, remoteNumber: call.RemoteNumber, causeType: ev.CauseType };
     },
   ],
   [

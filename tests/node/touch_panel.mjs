@@ -190,9 +190,35 @@ await runSteps(
         const notice = (await page.textContent('#notice')).trim();
         const shot = path.join(artefacts, 'touch-panel-after-join.png');
         await page.screenshot({ path: shot });
-        if (!notice.startsWith('Joining ') && !notice.startsWith('Could not join: ')) fail(`unexpected notice ${JSON.stringify(notice)}`);
+        if (!notice.startsWith('Joining ')) fail(`unexpected notice ${JSON.stringify(notice)}`);
         checkPageErrors();
         return { bookingId, notice, screenshot: shot };
+      },
+    ],
+    [
+      'in_call',
+      async () => {
+        await wait('#call to show the call Connected', () =>
+          page.waitForFunction(
+            () => !document.querySelector('#call').hidden && document.querySelector('#call-state').textContent === 'Connected',
+            null,
+            { timeout: WAIT_MS },
+          ),
+        );
+        const shot = path.join(artefacts, 'touch-panel-in-call.png');
+        await page.screenshot({ path: shot });
+        const name = (await page.textContent('#call-name')).trim();
+        await page.click('#call-leave', { timeout: WAIT_MS });
+        await wait('#call to hide after Leave', () =>
+          page.waitForSelector('#call', { state: 'hidden', timeout: WAIT_MS }),
+        );
+        await wait('#notice to say the call ended', () =>
+          page.waitForFunction(() => document.querySelector('#notice')?.textContent.startsWith('Call ended'), null, {
+            timeout: WAIT_MS,
+          }),
+        );
+        checkPageErrors();
+        return { name, screenshot: shot };
       },
     ],
     [

@@ -172,17 +172,26 @@ pub async fn execute(
                 booking_id,
                 source: format!("xapi:{user}"),
             })
-            .map(|()| json!({}))
+            .await
+            .map(|outcome| json!({ "CallId": outcome.call_id, "ConferenceId": outcome.conference_id }))
             .map_err(CommandError::failed)
         }
-        "call accept" | "call reject" | "call disconnect" | "call hold" | "call resume" => Err(
-            CommandError::failed("Calls are not available yet: there is no call"),
-        ),
-        "call dtmfsend" => {
-            args.required_text("DTMFString")?;
-            Err(CommandError::failed(
-                "Calls are not available yet: there is no call",
-            ))
+        "call accept" | "call reject" | "call disconnect" | "call hold" | "call resume"
+        | "call dtmfsend" => {
+            let call_id = args.integer("CallId", 1..=i64::from(u32::MAX))?.map(|v| v as u32);
+            let calls = room.calls();
+            let done = match key.as_str() {
+                "call accept" => calls.accept(call_id).await,
+                "call reject" => calls.reject(call_id).await,
+                "call disconnect" => calls.disconnect(call_id).await,
+                "call hold" => calls.hold(call_id, true).await,
+                "call resume" => calls.hold(call_id, false).await,
+                _ => {
+                    let tones = args.required_text("DTMFString")?;
+                    calls.send_dtmf(call_id, &tones).await
+                }
+            };
+            done.map(|()| json!({})).map_err(CommandError::failed)
         }
         "audio volume set" => {
             let level = args

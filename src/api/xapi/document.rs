@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::bookings::obtp::ObtpEvent;
-use crate::daemon::status::{ActivationState, DeviceStatus, SystemState, on_off};
+use crate::calls::CallEvent;
+use crate::daemon::status::{ActivationState, CallView, DeviceStatus, SystemState, on_off};
 use crate::store::{StateDir, StoreError};
 
 /// The Status document, without `SystemUnit Uptime` (it changes every second; [`with_uptime`]
@@ -44,7 +45,7 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
             "Current": { "Id": status.bookings.current_id.clone().unwrap_or_default() },
             "Joinable": joinable,
         },
-        "Call": [],
+        "Call": status.calls.active.iter().map(call_status).collect::<Vec<_>>(),
         "Network": network,
         "SystemUnit": {
             "ProductId": "roomd",
@@ -55,7 +56,7 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
                     SystemState::Running => "Initialized",
                     SystemState::Stopping => "ShuttingDown",
                 },
-                "NumberOfActiveCalls": 0,
+                "NumberOfActiveCalls": status.calls.active.iter().filter(|c| c.status != "Ringing").count(),
             },
             "Hardware": { "Board": status.board },
         },
@@ -71,10 +72,74 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
     })
 }
 
-/// The Status document as `xGet` reads it.
-pub fn with_uptime(mut document: Value, uptime: Duration) -> Value {
+/// `Status Call[n]` (RoomOS names; `Duration` only through [`with_uptime`]).
+fn call_status(call: &CallView) -> Value {
+    json!({
+        "id": call.id,
+        "Status": call.status,
+        "Direction": call.direction,
+        "RemoteNumber": call.remote_number,
+        "CallbackNumber": call.remote_number,
+        "DisplayName": call.display_name,
+        "CallType": "Video",
+        "Protocol": "Spark",
+        "AnswerState": if call.connected_at.is_some() { "Answered" } else { "Unanswered" },
+        "PlacedOnHold": if call.status == "OnHold" { "True" } else { "False" },
+        "DeviceType": if call.kind == "Meeting" { "MCU" } else { "Endpoint" },
+    })
+}
+
+/// The Status document as `xGet` reads it: with `SystemUnit Uptime` and each call's
+/// `Duration` (seconds since it connected), which change every second and so are never feedback.
+pub fn with_uptime(mut document: Value, uptime: Duration, status: &DeviceStatus) -> Value {
     document["SystemUnit"]["Uptime"] = json!(uptime.as_secs());
+    if let Some(calls) = document["Call"].as_array_mut() {
+        for (item, call) in calls.iter_mut().zip(&status.calls.active) {
+            let duration = call
+                .connected_at
+                .and_then(|at| at.elapsed().ok())
+                .map_or(0, |d| d.as_secs());
+            item["Duration"] = json!(duration);
+        }
+    }
     document
+}
+
+/// `Event OutgoingCallIndication`, `IncomingCallIndication`, `CallDisconnect` and
+/// `UserInterface Notice` (RoomOS names).
+pub fn call_event(event: &CallEvent) -> Value {
+    match event {
+        CallEvent::Outgoing { call_id, .. } => {
+            json!({ "OutgoingCallIndication": { "CallId": call_id } })
+        }
+        CallEvent::Incoming {
+            call_id,
+            remote_uri,
+            display_name,
+        } => json!({ "IncomingCallIndication": {
+            "CallId": call_id, "RemoteURI": remote_uri, "DisplayNameValue": display_name,
+        } }),
+        CallEvent::Disconnect {
+            call_id,
+            cause,
+            detail,
+            remote_uri,
+            display_name,
+            direction,
+            duration_secs,
+        } => json!({ "CallDisconnect": {
+            "CallId": call_id,
+            "CauseType": cause.as_str(),
+            "CauseString": detail.clone().unwrap_or_default(),
+            "RemoteURI": remote_uri,
+            "DisplayName": display_name,
+            "OrigCallDirection": direction.as_str().to_ascii_lowercase(),
+            "Duration": duration_secs,
+        } }),
+        CallEvent::Notice { call_id, text } => {
+            json!({ "UserInterface": { "Notice": { "CallId": call_id, "Text": text } } })
+        }
+    }
 }
 
 /// `Event Bookings StartTimeBuffer|Start|End {Id, MeetingId}`.
@@ -251,7 +316,7 @@ mod tests {
         assert_eq!(doc["Webex"]["Status"], "NotActivated");
         assert_eq!(doc["SystemUnit"]["State"]["System"], "Initializing");
         assert!(doc["SystemUnit"].get("Uptime").is_none());
-        let doc = with_uptime(doc, Duration::from_secs(42));
+        let doc = with_uptime(doc, Duration::from_secs(42), &status);
         assert_eq!(doc["SystemUnit"]["Uptime"], 42);
     }
 

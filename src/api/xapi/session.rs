@@ -73,6 +73,7 @@ pub async fn run<S>(
     let last_status = document::status_document(&status.borrow_and_update(), &ctx.network);
     let last_configuration = configuration.borrow_and_update().document();
     let mut obtp = ctx.backends.bookings.obtp_events();
+    let mut call_events = ctx.backends.room.calls().events();
     let mut generation = ctx.backends.bookings.generation();
     generation.borrow_and_update();
     let mut session = Session {
@@ -116,6 +117,14 @@ pub async fn run<S>(
                 Ok(event) => session.event_feedback(&document::obtp_event(&event)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("{n} booking event(s) not delivered: the session fell behind");
+                    Vec::new()
+                }
+                Err(broadcast::error::RecvError::Closed) => Vec::new(),
+            },
+            event = call_events.recv() => match event {
+                Ok(event) => session.event_feedback(&document::call_event(&event)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} call event(s) not delivered: the session fell behind");
                     Vec::new()
                 }
                 Err(broadcast::error::RecvError::Closed) => Vec::new(),
@@ -313,10 +322,14 @@ impl Session {
             .ok_or_else(|| invalid(format!("Missing required parameter: {key}")))?;
         let path = XPath::parse(path).map_err(|e| invalid(format!("{key}: {e}")))?;
         let document = match path.root {
-            Root::Status => document::with_uptime(
-                document::status_document(&self.status.borrow(), &self.ctx.network),
-                self.ctx.started.elapsed(),
-            ),
+            Root::Status => {
+                let status = self.status.borrow();
+                document::with_uptime(
+                    document::status_document(&status, &self.ctx.network),
+                    self.ctx.started.elapsed(),
+                    &status,
+                )
+            }
             Root::Configuration => self.configuration.borrow().document(),
             Root::Event => return Err(invalid("No match on Path argument")),
         };

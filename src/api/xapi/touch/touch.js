@@ -19,8 +19,11 @@
     ['Status', 'Audio', 'Microphones'],
     ['Status', 'Webex'],
     ['Status', 'SystemUnit', 'State'],
+    ['Status', 'Call'],
     ['Configuration', 'SystemUnit', 'Name'],
     ['Event', 'Bookings'],
+    ['Event', 'CallDisconnect'],
+    ['Event', 'UserInterface', 'Notice'],
   ];
   // Events after which the bookings list (and its order) may have changed.
   const RELIST_EVENTS = ['Updated', 'Start', 'End', 'StartTimeBuffer'];
@@ -228,7 +231,33 @@
     document.body.dataset.connection = value;
     $('banner').hidden = value !== 'disconnected';
     renderMute();
+    renderCall();
     renderBookings();
+  }
+
+  // The first call: who, its state, and what can be done with it.
+  function renderCall() {
+    const calls = at(state.status, 'Status', 'Call');
+    const live = Array.isArray(calls) ? calls.filter((c) => isObject(c) && !isGhost(c) && c.Status) : [];
+    const panel = $('call');
+    const call = live[0];
+    panel.hidden = !call;
+    if (!call) return;
+    const who = call.DisplayName || call.RemoteNumber || 'Call';
+    $('call-name').textContent = who;
+    $('call-state').textContent = spaced(String(call.Status));
+    panel.dataset.callId = String(call.id);
+    const ringing = call.Status === 'Ringing';
+    $('call-accept').hidden = !ringing;
+    $('call-leave').textContent = ringing ? 'Decline' : 'Leave';
+  }
+
+  function callCommand(command) {
+    const id = Number($('call').dataset.callId);
+    if (!rpc || !id) return;
+    rpc
+      .call('xCommand/Call/' + command, { CallId: id })
+      .catch((error) => notice('Could not ' + command.toLowerCase() + ': ' + describe(error), 'error'));
   }
 
   function connect() {
@@ -333,6 +362,14 @@
   }
 
   function onEvent(event) {
+    const moved = at(event, 'UserInterface', 'Notice', 'Text');
+    if (typeof moved === 'string') notice(moved, 'ok');
+    const ended = at(event, 'CallDisconnect');
+    if (isObject(ended)) {
+      const cause = String(ended.CauseType || '');
+      const failed = cause === 'NetworkError' || cause === 'MoveFailed';
+      notice('Call ended' + (ended.CauseString ? ': ' + ended.CauseString : ''), failed ? 'error' : 'ok');
+    }
     const bookings = at(event, 'Bookings');
     if (!isObject(bookings)) return;
     if (Object.keys(bookings).some((k) => RELIST_EVENTS.some((e) => e.toLowerCase() === k.toLowerCase()))) {
@@ -424,7 +461,33 @@
     if (system) setPill(sys, spaced(String(system)), system === 'Initialized' ? 'ok' : 'warn');
 
     renderMute();
+    renderCall();
     renderBookings();
+  }
+
+  // The first call: who, its state, and what can be done with it.
+  function renderCall() {
+    const calls = at(state.status, 'Status', 'Call');
+    const live = Array.isArray(calls) ? calls.filter((c) => isObject(c) && !isGhost(c) && c.Status) : [];
+    const panel = $('call');
+    const call = live[0];
+    panel.hidden = !call;
+    if (!call) return;
+    const who = call.DisplayName || call.RemoteNumber || 'Call';
+    $('call-name').textContent = who;
+    $('call-state').textContent = spaced(String(call.Status));
+    panel.dataset.callId = String(call.id);
+    const ringing = call.Status === 'Ringing';
+    $('call-accept').hidden = !ringing;
+    $('call-leave').textContent = ringing ? 'Decline' : 'Leave';
+  }
+
+  function callCommand(command) {
+    const id = Number($('call').dataset.callId);
+    if (!rpc || !id) return;
+    rpc
+      .call('xCommand/Call/' + command, { CallId: id })
+      .catch((error) => notice('Could not ' + command.toLowerCase() + ': ' + describe(error), 'error'));
   }
 
   // "NotActivated" -> "Not activated"
@@ -632,6 +695,10 @@
 
   function init() {
     $('mute').addEventListener('click', toggleMute);
+    $('call-accept').addEventListener('click', () => callCommand('Accept'));
+    $('call-leave').addEventListener('click', () =>
+      callCommand($('call-leave').textContent === 'Decline' ? 'Reject' : 'Disconnect'),
+    );
     $('booking-list').addEventListener('click', (ev) => {
       const button = ev.target instanceof Element && ev.target.closest('button.join');
       if (button) join(button.dataset.bookingId);

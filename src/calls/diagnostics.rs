@@ -1,0 +1,31 @@
+//! Call Analyzer diagnostic events (wire profile §5, seed 000 "Call Analyzer Events"): each is
+//! logged as `Diagnostic event: <name>` with the call's correlation id and kept per call.
+
+pub const CALL_INITIATED: &str = "client.call.initiated";
+pub const LOCAL_SDP_GENERATED: &str = "client.media-engine.local-sdp-generated";
+pub const JOIN_REQUEST: &str = "client.locus.join.request";
+pub const JOIN_RESPONSE: &str = "client.locus.join.response";
+pub const REMOTE_SDP_RECEIVED: &str = "client.media-engine.remote-sdp-received";
+pub const ICE_START: &str = "client.ice.start";
+pub const ICE_END: &str = "client.ice.end";
+pub const MEDIA_ENGINE_READY: &str = "client.media-engine.ready";
+pub const CALL_LEAVE: &str = "client.call.leave";
+
+/// The order wire profile §5 lists them in (the media ones come with the media engine).
+pub const PROFILE_ORDER: [&str; 15] = [
+    CALL_INITIATED,
+    LOCAL_SDP_GENERATED,
+    JOIN_REQUEST,
+    JOIN_RESPONSE,
+    REMOTE_SDP_RECEIVED,
+    ICE_START,
+    ICE_END,
+    MEDIA_ENGINE_READY,
+    "client.media.tx.start",
+    "client.media.rx.start",
+    "client.media.render.start",
+    "client.mediaquality.event",
+    CALL_LEAVE,
+    "client.media.tx.stop",
+    "client.media.render.stop",
+];

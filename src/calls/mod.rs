@@ -1,0 +1,13 @@
+//! Call control (wire profile §5): the call state machine, the manager task that owns every
+//! call, the diagnostic events, the SDP offer and the connectivity check. The Locus HTTP client
+//! is `cloud::locus`, the DTOs `proto::locus`, the sequence rules `locus`.
+
+pub mod diagnostics;
+pub mod ice;
+pub mod manager;
+pub mod sdp;
+pub mod state;
+
+pub use manager::{
+    CallError, CallEvent, CallManager, CallServices, Calls, CallsOptions, DialOutcome,
+};
