@@ -9,6 +9,8 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{BookingSpec, KmsScenario};
+use crate::calliope::CalliopeScenario;
+use crate::locus::LocusScenario;
 use crate::meeting_server::MeetingServerScenario;
 
 /// Everything the simulator serves that a test may want to vary.
@@ -23,8 +25,13 @@ pub struct Scenario {
     pub bookings: Vec<BookingSpec>,
     /// `[kms]`: the keys the simulated KMS holds.
     pub kms: KmsScenario,
-    /// Media clusters for reachability discovery.
+    /// Media clusters for reachability discovery (listed only; the served ones come from
+    /// `[calliope]`).
     pub clusters: Vec<Cluster>,
+    /// `[locus]`: call control.
+    pub locus: LocusScenario,
+    /// `[calliope]`: the generated media clusters and their STUN nodes.
+    pub calliope: CalliopeScenario,
     /// `[tokens]`: lifetimes of the tokens activation and identity issue.
     pub tokens: TokensScenario,
     /// `[wdm]`: what device registration answers.
@@ -345,6 +352,8 @@ impl Scenario {
             bail!("mercury.auth_timeout_secs must be within 1..={MAX_AUTH_TIMEOUT_SECS}");
         }
         self.meeting_server.validate()?;
+        self.locus.validate()?;
+        self.calliope.validate()?;
         crate::calendar::validate_scenario(self)?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
