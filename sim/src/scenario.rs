@@ -455,6 +455,8 @@ mod tests {
         assert_eq!(s.wdm.features, WdmFeatures::default());
         assert_eq!(s.mercury, MercuryScenario::default());
         assert_eq!(s.kms, KmsScenario::default());
+        assert_eq!(s.locus, LocusScenario::default());
+        assert_eq!(s.calliope, CalliopeScenario::default());
         assert_eq!(s.bookings.len(), 3);
         assert_eq!(s.bookings[0].start_in_mins, Some(10));
         assert!(s.bookings[0].webex_uri.is_some());
@@ -616,6 +618,33 @@ mod tests {
                 "[wdm.features]\nuser = [{ key = \"a\", val = true }]\n",
                 "invalid type",
             ),
+        ] {
+            let err = Scenario::from_toml_str(toml).expect_err(toml);
+            assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn locus_and_calliope_tables() {
+        let s = Scenario::from_toml_str(
+            "[locus]\nanswer_delay_ms = 0\n[calliope]\nclusters = 3\nsilent = 1\nrtt_max_ms = 40\nseed = 7\n",
+        )
+        .expect("scenario");
+        assert_eq!(s.locus.answer_delay_ms, 0);
+        assert_eq!(Scenario::default().locus.answer_delay_ms, 500);
+        assert_eq!((s.calliope.clusters, s.calliope.silent), (3, 1));
+        assert_eq!((s.calliope.rtt_min_ms, s.calliope.rtt_max_ms), (5, 40));
+        assert!(s.calliope.enabled);
+        assert_eq!(Scenario::default().calliope.clusters, 210);
+        for (toml, want) in [
+            ("[locus]\nanswer_delay_ms = 600001\n", "answer_delay_ms"),
+            ("[locus]\ndelay = 1\n", "unknown field `delay`"),
+            ("[calliope]\nsilent = 300\n", "calliope.silent"),
+            (
+                "[calliope]\nrtt_min_ms = 100\nrtt_max_ms = 105\n",
+                "rtt_max_ms",
+            ),
+            ("[calliope]\nnodes = 1\n", "unknown field `nodes`"),
         ] {
             let err = Scenario::from_toml_str(toml).expect_err(toml);
             assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");

@@ -182,7 +182,7 @@ impl Default for Loci {
     }
 }
 
-/// A change to push: the locus after it, the sequence before it, the changed participants.
+/// The deltas of one applied change, before the delta fault mode routes them.
 struct Change {
     batch: Batch,
 }
