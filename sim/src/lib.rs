@@ -28,6 +28,13 @@
 //!   (`/kms/keys?uri=`), scenario `[[bookings]]` and `[kms]`, list page faults, the mercury
 //!   `calendar.meeting.*` events admin changes emit, and its `/admin/calendar/*`, `/admin/kms/*`
 //!   routes and [`SimHandle`] mirrors.
+//! - `locus`: Locus call control (`/locus/api/v1/loci/…`: call, meetingInfo, join/accept, decline,
+//!   alert, leave, hold, DTMF, sync), the locus model with u64 sequences, `locus.*` mercury events
+//!   with the admin's delta fault modes, the STUN media node named in join answers' remote SDP, its
+//!   `/admin/locus*` routes and [`SimHandle`] mirrors; scenario `[locus]`.
+//! - `calliope`: media reachability: `/calliope/api/discovery/v1/clusters`, one udp, tcp and xtls
+//!   STUN node per generated cluster with injected RTTs (scenario `[calliope]`), misbehaving
+//!   clusters, `/admin/calliope*` and [`SimHandle`] mirrors.
 //! - `admin`: the loopback JSON admin API that steers all of the above.
 //! - `meeting_server`: the simulated Cisco Meeting Server events listener (own CA, optional mutual
 //!   TLS, `/api/v1/authTokens`, the `/events/v1` WebSocket, a conference model, a scripted
@@ -39,11 +46,13 @@ mod admin;
 mod alt;
 mod auth;
 mod calendar;
+mod calliope;
 mod clock;
 mod faults;
 mod gds;
 mod http;
 mod identity;
+mod locus;
 mod meeting_server;
 mod mercury;
 mod recorder;
@@ -65,7 +74,9 @@ pub use calendar::{
     DEFAULT_ORGANIZER_NAME, DEFAULT_PAGE, EventMode, KmsKey, KmsScenario, MAX_BULK,
     MAX_DURATION_MINS, MAX_PAGE, MAX_START_IN_MINS, PageFault, key_url, resource_id,
 };
+pub use calliope::{BEST_MARGIN_MS, CalliopeScenario, MAX_CLUSTERS, TRANSPORTS, Transport};
 pub use faults::Fault;
+pub use locus::{LocusScenario, MAX_ANSWER_DELAY_MS, MAX_DTMF_TONES, MAX_SEQUENCE_ENTRIES};
 pub use meeting_server::{
     CMS_CA_COMMON_NAME, CmsCall, CmsCallFields, CmsClose, CmsConfigPatch, CmsConnection,
     CmsDirection, CmsError, CmsFrame, CmsParticipant, CmsParticipantFields, CmsResource, CmsScript,

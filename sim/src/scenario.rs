@@ -9,6 +9,8 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{BookingSpec, KmsScenario};
+use crate::calliope::CalliopeScenario;
+use crate::locus::LocusScenario;
 use crate::meeting_server::MeetingServerScenario;
 
 /// Everything the simulator serves that a test may want to vary.
@@ -23,8 +25,13 @@ pub struct Scenario {
     pub bookings: Vec<BookingSpec>,
     /// `[kms]`: the keys the simulated KMS holds.
     pub kms: KmsScenario,
-    /// Media clusters for reachability discovery.
+    /// Media clusters for reachability discovery (listed only; the served ones come from
+    /// `[calliope]`).
     pub clusters: Vec<Cluster>,
+    /// `[locus]`: call control.
+    pub locus: LocusScenario,
+    /// `[calliope]`: the generated media clusters and their STUN nodes.
+    pub calliope: CalliopeScenario,
     /// `[tokens]`: lifetimes of the tokens activation and identity issue.
     pub tokens: TokensScenario,
     /// `[wdm]`: what device registration answers.
@@ -345,6 +352,8 @@ impl Scenario {
             bail!("mercury.auth_timeout_secs must be within 1..={MAX_AUTH_TIMEOUT_SECS}");
         }
         self.meeting_server.validate()?;
+        self.locus.validate()?;
+        self.calliope.validate()?;
         crate::calendar::validate_scenario(self)?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
@@ -446,6 +455,8 @@ mod tests {
         assert_eq!(s.wdm.features, WdmFeatures::default());
         assert_eq!(s.mercury, MercuryScenario::default());
         assert_eq!(s.kms, KmsScenario::default());
+        assert_eq!(s.locus, LocusScenario::default());
+        assert_eq!(s.calliope, CalliopeScenario::default());
         assert_eq!(s.bookings.len(), 3);
         assert_eq!(s.bookings[0].start_in_mins, Some(10));
         assert!(s.bookings[0].webex_uri.is_some());
@@ -607,6 +618,33 @@ mod tests {
                 "[wdm.features]\nuser = [{ key = \"a\", val = true }]\n",
                 "invalid type",
             ),
+        ] {
+            let err = Scenario::from_toml_str(toml).expect_err(toml);
+            assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn locus_and_calliope_tables() {
+        let s = Scenario::from_toml_str(
+            "[locus]\nanswer_delay_ms = 0\n[calliope]\nclusters = 3\nsilent = 1\nrtt_max_ms = 40\nseed = 7\n",
+        )
+        .expect("scenario");
+        assert_eq!(s.locus.answer_delay_ms, 0);
+        assert_eq!(Scenario::default().locus.answer_delay_ms, 500);
+        assert_eq!((s.calliope.clusters, s.calliope.silent), (3, 1));
+        assert_eq!((s.calliope.rtt_min_ms, s.calliope.rtt_max_ms), (5, 40));
+        assert!(s.calliope.enabled);
+        assert_eq!(Scenario::default().calliope.clusters, 210);
+        for (toml, want) in [
+            ("[locus]\nanswer_delay_ms = 600001\n", "answer_delay_ms"),
+            ("[locus]\ndelay = 1\n", "unknown field `delay`"),
+            ("[calliope]\nsilent = 300\n", "calliope.silent"),
+            (
+                "[calliope]\nrtt_min_ms = 100\nrtt_max_ms = 105\n",
+                "rtt_max_ms",
+            ),
+            ("[calliope]\nnodes = 1\n", "unknown field `nodes`"),
         ] {
             let err = Scenario::from_toml_str(toml).expect_err(toml);
             assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");

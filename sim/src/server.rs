@@ -28,7 +28,7 @@ use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
 use crate::state::{AppState, Endpoints, ListenerCtx, SimState};
 use crate::udp::{self, UdpDatagram};
-use crate::{activation, auth, calendar, gds, identity, mercury, tls, u2c, wdm};
+use crate::{activation, auth, calendar, calliope, gds, identity, locus, mercury, tls, u2c, wdm};
 
 /// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
@@ -164,6 +164,12 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         udp_sockets.push(socket);
     }
 
+    let media_socket = locus::bind_media_node(opts.bind).await?;
+    let media_node = media_socket.local_addr().context("media node address")?;
+    let (calliope_state, calliope_sockets) =
+        calliope::bind(&opts.scenario.calliope, opts.bind).await?;
+    let calliope_state = Arc::new(calliope_state);
+
     let https = https_listener
         .local_addr()
         .context("HTTPS listener address")?;
@@ -208,11 +214,13 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         proxy_port: proxy.port(),
         alt_port: alt.port(),
         proxy_ca_pem: proxy_material.ca_pem.clone(),
+        media_node,
     };
     let sim = Arc::new(SimState::new(
         opts.scenario,
         endpoints,
         Arc::clone(&alt_control),
+        Arc::clone(&calliope_state),
     ));
     let (trigger, shutdown) = shutdown::channel();
     let app = |name: &'static str, base_url: String| AppState {
@@ -229,7 +237,12 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         info: Arc::new(info.clone()),
     })
     .merge(cms_admin)
-    .merge(calendar::admin_router(Arc::clone(&sim)));
+    .merge(calendar::admin_router(Arc::clone(&sim)))
+    .merge(locus::admin_router(Arc::clone(&sim)))
+    .merge(calliope::admin_router(Arc::clone(&sim)));
+    // The xtls nodes use the main certificate (it names 127.0.0.1), without ALPN.
+    let mut xtls_config = (*material.server_config).clone();
+    xtls_config.alpn_protocols.clear();
 
     let mut tasks = vec![
         tokio::spawn(crate::http::serve(
@@ -260,6 +273,17 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
             "admin",
         )),
         cms_task,
+        tokio::spawn(locus::run_media_node(
+            media_socket,
+            Arc::clone(&sim),
+            shutdown.clone(),
+        )),
+        calliope::spawn(
+            calliope_state,
+            calliope_sockets,
+            Arc::new(xtls_config),
+            shutdown.clone(),
+        ),
     ];
     for socket in udp_sockets {
         tasks.push(tokio::spawn(udp::run(
@@ -305,6 +329,8 @@ fn cloud_router(app: AppState, alt: Option<Arc<AltControl>>) -> Router {
         .nest("/wdm/api/v1", wdm::router())
         .nest("/calendar/api/v1", calendar::service_router())
         .nest("/kms", calendar::kms_router())
+        .nest("/locus/api/v1", locus::service_router())
+        .nest("/calliope", calliope::service_router())
         .layer(bearer);
     let mut router = Router::new()
         .nest("/gds", gds::router())

@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::activation::Activation;
 use crate::alt::AltControl;
 use crate::calendar::Calendar;
+use crate::calliope::Calliope;
 use crate::faults::FaultTable;
+use crate::locus::Loci;
 use crate::mercury::Hub;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
 use crate::scenario::{Scenario, WdmFeatures};
@@ -24,6 +26,8 @@ pub(crate) struct Endpoints {
     pub alt_port: u16,
     /// The proxy CA, sent in the service data's `trustList`.
     pub proxy_ca_pem: String,
+    /// The media node the join answers' remote SDP names.
+    pub media_node: std::net::SocketAddr,
 }
 
 /// The simulator's data; shared by the HTTPS services, the admin API and [`crate::SimHandle`].
@@ -42,10 +46,19 @@ pub(crate) struct SimState {
     pub alt: Arc<AltControl>,
     /// Calendar bookings, KMS keys, list page faults.
     pub calendar: Calendar,
+    /// Every locus and the delta fault mode.
+    pub locus: Loci,
+    /// The media clusters (bound at start).
+    pub calliope: Arc<Calliope>,
 }
 
 impl SimState {
-    pub(crate) fn new(scenario: Scenario, endpoints: Endpoints, alt: Arc<AltControl>) -> Self {
+    pub(crate) fn new(
+        scenario: Scenario,
+        endpoints: Endpoints,
+        alt: Arc<AltControl>,
+        calliope: Arc<Calliope>,
+    ) -> Self {
         Self {
             activation: Activation::new(&scenario),
             mercury: Arc::new(Hub::new(auth_timeout(&scenario))),
@@ -58,6 +71,8 @@ impl SimState {
             tokens: TokenStore::default(),
             wdm: WdmStore::default(),
             alt,
+            locus: Loci::default(),
+            calliope,
         }
     }
 
