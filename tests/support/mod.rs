@@ -22,10 +22,16 @@ pub fn repo_dir() -> PathBuf {
 }
 
 pub async fn start_sim(dir: &Path) -> SimHandle {
-    roomd_sim::start(SimOptions::new(dir.join("sim")))
-        .await
-        .expect("simulator starts")
+    let mut options = SimOptions::new(dir.join("sim"));
+    options.scenario.calliope.clusters = SMALL_CALLIOPE.0;
+    options.scenario.calliope.silent = SMALL_CALLIOPE.1;
+    roomd_sim::start(options).await.expect("simulator starts")
 }
+
+/// Clusters and silent clusters of the sims tests start unless they ask for `[calliope]`:
+/// every registered daemon probes them all, and 210 × 3 probes per test (TLS included)
+/// would dominate the suite, above all under qemu. `tests/reachability.rs` uses the full 210.
+pub const SMALL_CALLIOPE: (u32, u32) = (3, 1);
 
 /// A configuration for an in-process daemon talking to `sim`, with its files under `dir`.
 pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
@@ -260,8 +266,17 @@ pub const EXPIRED_CODE: &str = "2222-3333-4444-5555";
 
 /// A simulator whose scenario has a device for each activation case.
 pub async fn start_activation_sim(dir: &Path, extra_toml: &str) -> SimHandle {
+    let calliope = if extra_toml.contains("[calliope]") {
+        String::new()
+    } else {
+        format!(
+            "[calliope]\nclusters = {}\nsilent = {}\n",
+            SMALL_CALLIOPE.0, SMALL_CALLIOPE.1
+        )
+    };
     let scenario = roomd_sim::Scenario::from_toml_str(&format!(
         r#"{extra_toml}
+{calliope}
 [[devices]]
 activation_code = "4353450012345678"
 [[devices]]

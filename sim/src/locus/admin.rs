@@ -52,6 +52,7 @@ pub(crate) fn router(sim: Arc<SimState>) -> Router {
         .route("/admin/locus/deltas", post(deltas))
         .route("/admin/locus/{id}/hangup", post(hangup))
         .route("/admin/locus/{id}/move", post(move_devices))
+        .route("/admin/locus/{id}/participants", post(add_participant))
         .with_state(sim)
 }
 
@@ -77,6 +78,18 @@ async fn incoming(State(sim): Sim, body: Bytes) -> Answer {
 async fn hangup(State(sim): Sim, Path(id): Path<String>) -> Answer {
     super::hangup(&sim, &id)?;
     Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewParticipant {
+    name: String,
+}
+
+async fn add_participant(State(sim): Sim, Path(id): Path<String>, body: Bytes) -> Answer {
+    let b: NewParticipant = parse(&body)?;
+    let url = super::add_participant(&sim, &id, &b.name)?;
+    Ok(Json(json!({ "participantUrl": url })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,12 @@ impl SimHandle {
         Ok(super::r#move(&self.sim, locus_url_or_id, name, fail)?.0)
     }
 
+    /// Someone else joins the locus (a delta-only roster change, as
+    /// `POST /admin/locus/{id}/participants {"name"}`). The participant's URL.
+    pub fn locus_add_participant(&self, locus_url_or_id: &str, name: &str) -> anyhow::Result<String> {
+        Ok(super::add_participant(&self.sim, locus_url_or_id, name)?)
+    }
+
     /// `reorder`, `skip`, `force_desync` or `normal` for the next `count` `locus.difference`
     /// deltas (as `POST /admin/locus/deltas`).
     pub fn locus_deltas(&self, mode: &str, count: u32) -> anyhow::Result<()> {

@@ -747,6 +747,26 @@ pub(crate) fn hangup(sim: &SimState, id: &str) -> Result<()> {
     })
 }
 
+/// Admin: someone else joins locus `id` (a roster change the device learns only from the
+/// delta); the new participant's URL.
+pub(crate) fn add_participant(sim: &SimState, id: &str, name: &str) -> Result<String> {
+    if name.trim().is_empty() {
+        return Err(LocusError::BadRequest("name must not be empty".to_owned()));
+    }
+    change(sim, id, |l| {
+        if l.state == "ENDED" {
+            return Err(LocusError::Conflict(format!("locus {} has ended", l.id)));
+        }
+        let address = format!("{}@example.invalid", name.to_ascii_lowercase().replace(' ', "."));
+        l.participants
+            .push(model::Participant::remote(name, &address, "JOINED"));
+        let index = l.participants.len() - 1;
+        let url = model::participant_url(&l.url, &l.participants[index].id);
+        tracing::info!(locus = %l.id, participant = %name, "participant joined");
+        Ok((vec![index], url))
+    })
+}
+
 /// Admin: moves the devices of locus `id` to a new MEETING named `name`; pushes
 /// `locus.participant_moved`. `(new url, new id)`.
 pub(crate) fn r#move(
