@@ -49,12 +49,17 @@ impl Sequence {
     }
 
     /// The first entry of `self` that `other` knows nothing about: absent from its entries and
-    /// outside its range (the SDK's `getUniqueSequences(...)[0]`).
+    /// outside its range.
     fn first_unique(&self, other: &Sequence) -> Option<u64> {
+        self.uniques(other).next()
+    }
+
+    /// The entries of `self` that `other` knows nothing about, in order.
+    fn uniques<'a>(&'a self, other: &'a Sequence) -> impl Iterator<Item = u64> + 'a {
         self.entries
             .iter()
             .copied()
-            .find(|&n| !other.in_range(n) && !other.entries.contains(&n))
+            .filter(|&n| !other.in_range(n) && !other.entries.contains(&n))
     }
 }
 
@@ -122,7 +127,7 @@ impl UpdateAction {
 /// 1. `cur.min > inc.max` → greater; `cur.max < inc.min` → less.
 /// 2. No unique entries on either side → compare `rangeEnd − min`.
 /// 3. Unique entries on one side only → that side is greater.
-/// 4. Desync if neither side has a range, or one side's first unique entry lies strictly
+/// 4. Desync if neither side has a range, or a unique entry of one side lies strictly
 ///    between the other side's min and max; otherwise the side with the larger first unique
 ///    entry is greater.
 ///
@@ -159,11 +164,14 @@ pub fn compare(current: &Sequence, incoming: &Sequence) -> Comparison {
         (None, Some(_)) => Comparison::LessThan,
         // Rule 4: both do.
         (Some(cu), Some(iu)) => {
-            let strictly_inside =
-                |n: u64, min: Option<u64>, max: u64| min.is_some_and(|m| n > m) && n < max;
+            // Any unique entry of one side strictly inside the other's [min, max].
+            let inside = |side: &Sequence, other: &Sequence, min: Option<u64>, max: u64| {
+                side.uniques(other)
+                    .any(|n| min.is_some_and(|m| n > m) && n < max)
+            };
             if (!current.has_range() && !incoming.has_range())
-                || strictly_inside(cu, inc_min, inc_max)
-                || strictly_inside(iu, cur_min, cur_max)
+                || inside(current, incoming, inc_min, inc_max)
+                || inside(incoming, current, cur_min, cur_max)
             {
                 Comparison::Desync
             } else if cu > iu {
@@ -239,6 +247,15 @@ mod tests {
         let new = seq(&[12, 13], 10, 11);
         assert_eq!(compare(&old, &new), Comparison::LessThan);
         assert_eq!(compare(&new, &old), Comparison::GreaterThan);
+    }
+
+    #[test]
+    fn any_unique_entry_inside_the_other_side_desyncs() {
+        // The first uniques (30 and 1) are outside; 12 lies inside current's (5, 40).
+        let current = seq(&[30, 40], 5, 10);
+        let incoming = seq(&[1, 12], 0, 0);
+        assert_eq!(compare(&current, &incoming), Comparison::Desync);
+        assert_eq!(compare(&incoming, &current), Comparison::Desync);
     }
 
     #[test]

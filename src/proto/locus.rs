@@ -449,7 +449,10 @@ mod tests {
         let full = dto.full_state.as_ref().unwrap();
         assert_eq!(full.state, LocusState::Other("LOBBY".into()));
         assert_eq!(full.kind, LocusType::SipBridge);
-        assert_eq!(dto.self_.as_ref().unwrap().state, ParticipantState::Notified);
+        assert_eq!(
+            dto.self_.as_ref().unwrap().state,
+            ParticipantState::Notified
+        );
         assert!(!dto.is_ended());
     }
 
