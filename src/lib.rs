@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | foundations | [`secret`], [`clock`], [`shutdown`] | redacted secrets, wire time format, task shutdown |
 //! | configuration | [`config`], [`hw::board`] | `/etc/roomd` files and drop-ins, board files |
-//! | protocol types | [`proto`], [`locus`] | cloud wire types and their parsers (sans I/O); Locus sequence rules and the DTO working copy |
+//! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
+//! | protocol state | [`locus`] | Locus sequence comparison (its `Sequence` used by `proto::locus`) and a locus's working copy (sans I/O) |
 //! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
 //! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
 //! | state machines | [`daemon`], [`bookings`], [`calls`], [`reachability`] | the daemon's tasks and the status they publish; call control; media reachability |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod hw;
+pub mod locus;
 pub mod media;
 pub mod meeting_server;
 pub mod net;

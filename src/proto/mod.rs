@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod gds;
 pub mod jsonrpc;
 pub mod jwe;
+pub mod locus;
 pub mod meeting_server;
 pub mod mercury;
 pub mod u2c;
