@@ -7,7 +7,7 @@
 //! 2. `compare()` of consecutive sequences (10 entries and a folded range, as Locus sends them),
 //!    in comparisons/s, and `update_action()` for a delta.
 //!
-//! `cargo bench --bench locus`; `ROOMD_BENCH_ROUNDS=N` sets the number of deltas (default 20000).
+//! Each figure is the best of 5 runs, the runs of 1 interleaved. `cargo bench --bench locus`; `ROOMD_BENCH_ROUNDS=N` sets the number of deltas (default 20000).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -82,7 +82,7 @@ fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-/// The best of `reps` timed runs (the least disturbed by the other builders on the machine).
+/// The best of `reps` timed runs (the least disturbed by other work on the machine).
 fn best<F: FnMut() -> Duration>(reps: usize, mut f: F) -> Duration {
     (0..reps).map(|_| f()).min().unwrap()
 }
@@ -100,23 +100,22 @@ fn main() {
         full.len() / 1024
     );
 
-    // 1. Delta apply vs bare parse.
-    let baseline_typed = best(3, || {
+    // 1. Delta apply vs bare parse, interleaved so both see the same machine load.
+    let parse_typed = || {
         let start = Instant::now();
         for bytes in &deltas {
             black_box(serde_json::from_slice::<LocusDto>(black_box(bytes)).unwrap());
         }
         start.elapsed()
-    });
-    let baseline_value = best(3, || {
+    };
+    let parse_value = || {
         let start = Instant::now();
         for bytes in &deltas {
             black_box(serde_json::from_slice::<Value>(black_box(bytes)).unwrap());
         }
         start.elapsed()
-    });
-    let mut last = None;
-    let applied = best(3, || {
+    };
+    let parse_apply = || {
         let now = Instant::now();
         let mut tracker = LocusTracker::new().with_jitter(Duration::ZERO);
         assert_eq!(
@@ -130,10 +129,19 @@ fn main() {
             debug_assert_eq!(result, Applied::Updated);
             black_box(result);
         }
-        let elapsed = start.elapsed();
+        (start.elapsed(), tracker)
+    };
+    let mut baseline_typed = Duration::MAX;
+    let mut baseline_value = Duration::MAX;
+    let mut applied = Duration::MAX;
+    let mut last = None;
+    for _ in 0..5 {
+        baseline_typed = baseline_typed.min(parse_typed());
+        let (elapsed, tracker) = parse_apply();
+        applied = applied.min(elapsed);
         last = Some(tracker);
-        elapsed
-    });
+        baseline_value = baseline_value.min(parse_value());
+    }
     let tracker = last.unwrap();
     let stats = tracker.stats();
     assert_eq!(stats.applied, rounds + 1, "every delta applied: {stats:?}");
@@ -160,7 +168,7 @@ fn main() {
     // 2. compare() and update_action() alone.
     let pairs: Vec<(Sequence, Sequence)> = (1..=1000).map(|n| (seq_at(n - 1), seq_at(n))).collect();
     let reps = 200;
-    let compared = best(3, || {
+    let compared = best(5, || {
         let start = Instant::now();
         for _ in 0..reps {
             for (a, b) in &pairs {
@@ -169,7 +177,7 @@ fn main() {
         }
         start.elapsed()
     });
-    let actions = best(3, || {
+    let actions = best(5, || {
         let start = Instant::now();
         for _ in 0..reps {
             for (a, b) in &pairs {
