@@ -9,6 +9,7 @@ pub mod jsonrpc;
 pub mod jwe;
 pub mod meeting_server;
 pub mod mercury;
+pub mod stun;
 pub mod u2c;
 pub mod wdm;
 
