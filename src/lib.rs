@@ -9,7 +9,7 @@
 //! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
 //! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
 //! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
-//! | state machines | [`daemon`], [`bookings`] | the daemon's tasks and the status they publish |
+//! | state machines | [`daemon`], [`bookings`], [`reachability`] | the daemon's tasks and the status they publish; media cluster reachability (STUN over udp, tcp, xtls) |
 //! | hardware | [`hw`] | board roles (GPIO, later drivers) |
 //! | media | [`media`] | GStreamer |
 //! | API | [`api`] | control socket (`roomd status`), xStatus rendering |
@@ -34,6 +34,7 @@ pub mod meeting_server;
 pub mod net;
 pub mod platform;
 pub mod proto;
+pub mod reachability;
 pub mod secret;
 pub mod shutdown;
 pub mod store;

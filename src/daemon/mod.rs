@@ -33,6 +33,7 @@ use crate::net::http::{HttpClient, HttpError};
 use crate::net::tls::{TlsError, TrustStore};
 use crate::platform::logging::{Subsystem, message_id};
 use crate::platform::systemd::Notifier;
+use crate::reachability::Reachability;
 use crate::shutdown::{Shutdown, ShutdownTimeout, Tasks};
 use crate::store::credentials::Credentials;
 use crate::store::{StateDir, StoreError};
@@ -85,6 +86,7 @@ pub struct Daemon {
     bus: EventBus,
     bookings: BookingsStore,
     room: room::Room,
+    reachability: Reachability,
     xapi_urls: Vec<String>,
     sim_gpio: Option<crate::hw::gpio::SimGpio>,
     status_tx: watch::Sender<DeviceStatus>,
@@ -125,6 +127,11 @@ impl Daemon {
     /// The room's controls (volume, mute, layout, dial), shared by the xAPI and the buttons.
     pub fn room(&self) -> room::Room {
         self.room.clone()
+    }
+
+    /// Media reachability's latest result (join bodies carry [`Reachability::join_body`]).
+    pub fn reachability(&self) -> Reachability {
+        self.reachability.clone()
     }
 
     /// The simulated GPIO lines' handles when the board's backend is `sim` (press a button,
@@ -269,6 +276,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             crate::bookings::store::run_obtp(bookings, clock, status_tx, shutdown)
         });
     }
+    let reachability = Reachability::new();
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let session = SessionHandle::new(commands_tx);
     let sim_gpio = hardware::start(&tasks, &board, &status_tx, &room);
@@ -319,6 +327,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             activation_url,
             bus: bus.clone(),
             bookings: bookings.clone(),
+            reachability: reachability.clone(),
         };
         tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
             session::run(context, stored, commands_rx, shutdown)
@@ -349,6 +358,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         bus,
         bookings,
         room,
+        reachability,
         xapi_urls,
         sim_gpio,
         status_tx,
