@@ -37,6 +37,7 @@ pub mod meeting_server;
 pub mod net;
 pub mod platform;
 pub mod proto;
+pub mod reachability;
 pub mod secret;
 pub mod shutdown;
 pub mod store;

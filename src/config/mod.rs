@@ -30,6 +30,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub websocket: WebsocketConfig,
     pub calendar: CalendarConfig,
+    pub reachability: ReachabilityConfig,
     pub xapi: XapiConfig,
     pub calls: CallsConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,6 +260,33 @@ impl Default for CalendarConfig {
         Self {
             start_time_buffer_secs: 300,
             catch_up_interval_secs: 900,
+        }
+    }
+}
+
+/// Media reachability: calliope cluster discovery and STUN probes (wire profile §6).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReachabilityConfig {
+    /// Probe the media clusters the cloud lists. Default true.
+    pub enabled: bool,
+    /// Milliseconds a probe waits for its answer, connect and TLS handshake included. Default 1000.
+    pub probe_timeout_ms: u64,
+    /// Most probe sockets open at once. Default 256.
+    pub max_in_flight: usize,
+    /// Seconds between runs, instead of the document's `Cache-Control: max-age` × rand(0.75..1.0).
+    /// Default: unset (max-age, 7200 s when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+}
+
+impl Default for ReachabilityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_timeout_ms: 1000,
+            max_in_flight: 256,
+            interval_secs: None,
         }
     }
 }

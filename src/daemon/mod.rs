@@ -33,6 +33,7 @@ use crate::net::http::{HttpClient, HttpError};
 use crate::net::tls::{TlsError, TrustStore};
 use crate::platform::logging::{Subsystem, message_id};
 use crate::platform::systemd::Notifier;
+use crate::reachability::Reachability;
 use crate::shutdown::{Shutdown, ShutdownTimeout, Tasks};
 use crate::store::credentials::Credentials;
 use crate::store::{StateDir, StoreError};
@@ -85,6 +86,7 @@ pub struct Daemon {
     bus: EventBus,
     bookings: BookingsStore,
     room: room::Room,
+    reachability: Reachability,
     xapi_urls: Vec<String>,
     sim_gpio: Option<crate::hw::gpio::SimGpio>,
     status_tx: watch::Sender<DeviceStatus>,
@@ -125,6 +127,11 @@ impl Daemon {
     /// The room's controls (volume, mute, layout, dial), shared by the xAPI and the buttons.
     pub fn room(&self) -> room::Room {
         self.room.clone()
+    }
+
+    /// Media reachability's latest result (join bodies carry [`Reachability::join_body`]).
+    pub fn reachability(&self) -> Reachability {
+        self.reachability.clone()
     }
 
     /// The simulated GPIO lines' handles when the board's backend is `sim` (press a button,
@@ -234,7 +241,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
-    let reachability = crate::reachability::Reachability::new();
+    let reachability = Reachability::new();
     let (call_services_tx, call_services_rx) = watch::channel(None);
     let (calls, call_manager) = crate::calls::Calls::new(
         status_tx.clone(),
@@ -335,7 +342,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
             bus: bus.clone(),
             bookings: bookings.clone(),
             call_services: call_services_tx,
-            reachability,
+            reachability: reachability.clone(),
         };
         tasks.spawn(Subsystem::Activation.span(), move |shutdown| {
             session::run(context, stored, commands_rx, shutdown)
@@ -366,6 +373,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         bus,
         bookings,
         room,
+        reachability,
         xapi_urls,
         sim_gpio,
         status_tx,

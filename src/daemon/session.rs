@@ -34,6 +34,7 @@ use crate::net::tls::TrustStore;
 use crate::platform::logging::{Subsystem, message_id};
 use crate::proto::activation::DeviceInfo;
 use crate::proto::wdm::{Capabilities, RegisterRequest};
+use crate::reachability::{DiscoverySource, ProbeOptions, Reachability, ReachabilityTask};
 use crate::shutdown::{Shutdown, Tasks};
 use crate::store::StateDir;
 use crate::store::credentials::{Credentials, StoredRegistration};
@@ -110,7 +111,7 @@ pub struct SessionContext {
     /// Where call control learns the Locus service and this device's URL once registered.
     pub call_services: watch::Sender<Option<crate::calls::CallServices>>,
     /// Media reachability results (the join bodies carry them).
-    pub reachability: crate::reachability::Reachability,
+    pub reachability: Reachability,
 }
 
 impl SessionContext {
@@ -423,6 +424,8 @@ async fn activated(
     // The calendar subscribes before the event socket starts, so it misses no event.
     let ws_tasks = Tasks::new();
     start_calendar_sync(ctx, &ws_tasks, calendar_rx);
+    let (calliope_tx, calliope_rx) = watch::channel::<Option<DiscoverySource>>(None);
+    start_reachability(ctx, &ws_tasks, calliope_rx);
     start_event_socket(ctx, &ws_tasks, &trust, &tokens, ws_url_rx, reregister_tx);
 
     let next = async { loop {
@@ -443,6 +446,9 @@ async fn activated(
                             match calendar_urls(&catalog, &mut hosts) {
                                 Some(urls) => { calendar_tx.send_replace(Some(CalendarClient::new(client.clone(), urls))); }
                                 None => tracing::warn!("the service catalog has no calendar or kms service; no bookings from the cloud"),
+                            }
+                            if let Some(source) = calliope_source(ctx, &catalog, &mut hosts, &client, &trust) {
+                                calliope_tx.send_replace(Some(source));
                             }
                         }
                         let previous_url = registered.as_ref().map(|r| &r.registration.web_socket_url);
@@ -622,6 +628,62 @@ fn calendar_urls(
         calendar: first_url(catalog, hosts, "calendar")?,
         kms: first_url(catalog, hosts, "kms")?,
     })
+}
+
+/// Starts media reachability; it runs once `source` carries the catalog's calliope link.
+fn start_reachability(
+    ctx: &SessionContext,
+    tasks: &Tasks,
+    source: watch::Receiver<Option<DiscoverySource>>,
+) {
+    let config = &ctx.config.reachability;
+    if !config.enabled {
+        ctx.status
+            .send_modify(|s| s.reachability.state = "Disabled");
+        return;
+    }
+    let task = ReachabilityTask {
+        handle: ctx.reachability.clone(),
+        source,
+        options: ProbeOptions::from_config(config),
+        interval: config.interval_secs.map(|s| Duration::from_secs(s.max(1))),
+        retry: ctx.backoff(),
+        status: ctx.status.clone(),
+    };
+    tasks.spawn(Subsystem::Media.span(), |shutdown| task.run(shutdown));
+}
+
+/// The catalog's calliope link with the client and the cloud trust for xtls probes; `None`
+/// (logged) when media reachability is off or the catalog has no calliope service.
+fn calliope_source(
+    ctx: &SessionContext,
+    catalog: &crate::proto::u2c::Catalog,
+    hosts: &mut HostSelector,
+    client: &AuthedClient,
+    trust: &TrustStore,
+) -> Option<DiscoverySource> {
+    if !ctx.config.reachability.enabled {
+        return None;
+    }
+    let Some(calliope) = hosts
+        .order(catalog, "calliope")
+        .ok()
+        .and_then(|order| order.into_iter().next())
+    else {
+        tracing::warn!("the service catalog has no calliope service; no media reachability");
+        return None;
+    };
+    match trust.client_config() {
+        Ok(tls) => Some(DiscoverySource {
+            client: client.clone(),
+            calliope,
+            tls: Arc::new(tls),
+        }),
+        Err(e) => {
+            tracing::error!("media reachability disabled: {e}");
+            None
+        }
+    }
 }
 
 enum RegistrationOutcome {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::clock::iso8601;
 use crate::cloud::mercury::{MercuryStatus, WsState};
 use crate::meeting_server::MeetingServerStatus;
+use crate::reachability::ReachabilityStatus;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceStatus {
@@ -26,6 +27,8 @@ pub struct DeviceStatus {
     pub calls: CallsStatus,
     pub hardware: HardwareStatus,
     pub xapi: XapiStatus,
+    /// Media reachability (`Experimental CalliopeDiscovery`).
+    pub reachability: ReachabilityStatus,
 }
 
 /// Camera and layout, as the privacy switch and the xAPI set them.
@@ -319,6 +322,7 @@ impl DeviceStatus {
                 ..Default::default()
             },
             xapi: XapiStatus::default(),
+            reachability: ReachabilityStatus::default(),
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -589,6 +593,7 @@ impl DeviceStatus {
         if let Some(ms) = &self.meeting_server {
             tree["Conference"] = conference_tree(ms);
         }
+        tree["Experimental"] = json!({ "CalliopeDiscovery": self.reachability.xstatus() });
         tree
     }
 }
