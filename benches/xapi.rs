@@ -89,7 +89,11 @@ async fn roomd_latencies(rounds: usize) -> Vec<u64> {
     let (commands, _) = mpsc::channel(1);
     let ctx = XapiContext::new(
         Backends {
-            room: Room::new(status.clone(), bookings.clone()),
+            room: Room::new(
+                status.clone(),
+                bookings.clone(),
+                roomd::calls::Calls::detached(status.clone()),
+            ),
             bookings,
             session: SessionHandle::new(commands),
         },

@@ -5,8 +5,8 @@ mod support;
 
 use std::path::Path;
 
-use roomd::daemon::status::{CallView, DeviceStatus};
 use roomd::daemon::room::DialRequest;
+use roomd::daemon::status::{CallView, DeviceStatus};
 use serde_json::Value;
 use support::{LogCapture, wait_status};
 use tokio::sync::watch;
@@ -17,7 +17,15 @@ const SCENARIO: &str = "[locus]\nanswer_delay_ms = 0\n";
 type Status = watch::Receiver<DeviceStatus>;
 
 async fn registered(dir: &Path) -> (roomd_sim::SimHandle, roomd::daemon::Daemon, Status) {
-    support::registered_daemon(dir, SCENARIO, |_| {}).await
+    let (sim, daemon, mut status) = support::registered_daemon(dir, SCENARIO, |_| {}).await;
+    // Locus events reach only an online event socket.
+    wait_status(
+        &mut status,
+        "call control available, event socket online",
+        |s| s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online,
+    )
+    .await;
+    (sim, daemon, status)
 }
 
 fn call(status: &DeviceStatus) -> Option<&CallView> {
@@ -102,11 +110,24 @@ async fn an_outgoing_call_connects_with_its_diagnostics_in_order_and_hangs_up() 
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["path"].as_str().unwrap_or_default().ends_with("/loci/call"))
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/loci/call")
+        })
         .unwrap_or_else(|| panic!("no POST /loci/call recorded: {seen:#}"));
-    assert_eq!(join["body"]["correlationId"], outcome.conference_id.as_str());
+    assert_eq!(
+        join["body"]["correlationId"],
+        outcome.conference_id.as_str()
+    );
     assert_eq!(join["body"]["invitee"]["address"], "bob@example.com");
-    assert!(join["body"]["localMedias"][0]["localSdp"].as_str().unwrap().contains("m=video"));
+    assert!(
+        join["body"]["localMedias"][0]["localSdp"]
+            .as_str()
+            .unwrap()
+            .contains("m=video")
+    );
     assert!(join["body"]["reachability"].is_object());
 
     daemon.room().calls().disconnect(None).await.unwrap();
@@ -114,7 +135,7 @@ async fn an_outgoing_call_connects_with_its_diagnostics_in_order_and_hangs_up() 
     assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
     assert_eq!(names(&ended).last(), Some(&"client.call.leave"));
     assert_eq!(locus(&sim, &url)["state"], "ENDED");
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +143,11 @@ async fn a_meeting_uri_joins_through_meeting_info_and_the_participant_url() {
     let _logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let (sim, daemon, mut status) = registered(dir.path()).await;
-    daemon.room().dial(dial("standup@acme.webex.com")).await.unwrap();
+    daemon
+        .room()
+        .dial(dial("standup@acme.webex.com"))
+        .await
+        .unwrap();
     let connected = wait_call(&mut status, "the meeting connects", "Connected").await;
     assert_eq!(connected.kind, "Meeting");
     let seen = locus(&sim, connected.locus_url.as_deref().unwrap());
@@ -131,16 +156,24 @@ async fn a_meeting_uri_joins_through_meeting_info_and_the_participant_url() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(
-        paths.iter().any(|p| p.starts_with("POST ") && p.ends_with("/participant")),
+        paths
+            .iter()
+            .any(|p| p.starts_with("POST ") && p.ends_with("/participant")),
         "{paths:?}"
     );
     // A dial string the regex does not match is a call, not a meeting.
     daemon.room().calls().disconnect(None).await.unwrap();
     wait_status(&mut status, "no call", |s| s.calls.active.is_empty()).await;
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +200,7 @@ async fn an_incoming_call_rings_is_accepted_and_ends_when_the_far_end_hangs_up()
         s.hardware.status_led == "Registered"
     })
     .await;
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +210,12 @@ async fn an_incoming_call_can_be_rejected() {
     let (sim, daemon, mut status) = registered(dir.path()).await;
     let url = sim.locus_incoming("carol@example.com", "Carol").unwrap();
     let ringing = wait_call(&mut status, "the room rings", "Ringing").await;
-    daemon.room().calls().reject(Some(ringing.id)).await.unwrap();
+    daemon
+        .room()
+        .calls()
+        .reject(Some(ringing.id))
+        .await
+        .unwrap();
     let ended = wait_ended(&mut status, "rejected", ringing.id).await;
     assert_eq!(ended.end_cause.as_deref(), Some("LocalReject"));
     let seen = locus(&sim, &url);
@@ -187,7 +225,7 @@ async fn an_incoming_call_can_be_rejected() {
         .iter()
         .find(|p| p["state"] == "DECLINED");
     assert!(me.is_some(), "the device's participant declined: {seen:#}");
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,21 +245,36 @@ async fn hold_resume_and_dtmf() {
     let bad = calls.send_dtmf(None, "12x").await.unwrap_err();
     assert!(bad.to_string().contains("DTMF"), "{bad}");
     let seen = locus(&sim, connected.locus_url.as_deref().unwrap());
-    assert_eq!(seen["dtmf"], serde_json::json!(["123#"]), "{seen:#}");
-    daemon.stop().await.unwrap();
+    let dtmf = seen["dtmf"].as_array().unwrap();
+    assert_eq!(dtmf.len(), 1, "only the valid tones were sent: {seen:#}");
+    assert_eq!(dtmf[0]["tones"], "123#");
+    assert_eq!(dtmf[0]["correlationId"], connected.correlation_id.as_str());
+    daemon.run_until(async {}).await.unwrap();
 }
 
 async fn joined_meeting(
     dir: &Path,
-) -> (roomd_sim::SimHandle, roomd::daemon::Daemon, Status, CallView) {
+) -> (
+    roomd_sim::SimHandle,
+    roomd::daemon::Daemon,
+    Status,
+    CallView,
+) {
     let (sim, daemon, mut status) = registered(dir).await;
-    daemon.room().dial(dial("sync@acme.webex.com")).await.unwrap();
+    daemon
+        .room()
+        .dial(dial("sync@acme.webex.com"))
+        .await
+        .unwrap();
     let connected = wait_call(&mut status, "in the meeting", "Connected").await;
     (sim, daemon, status, connected)
 }
 
 async fn wait_participants(status: &mut Status, what: &str, n: usize) -> DeviceStatus {
-    wait_status(status, what, |s| call(s).is_some_and(|c| c.participants == n)).await
+    wait_status(status, what, |s| {
+        call(s).is_some_and(|c| c.participants == n)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +290,7 @@ async fn reordered_deltas_wait_then_apply_in_order() {
     let s = wait_participants(&mut status, "both joins applied", before + 2).await;
     assert!(s.calls.locus.queued >= 1, "{:?}", s.calls.locus);
     assert_eq!(s.calls.locus.syncs, 0, "applied without a sync");
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +306,7 @@ async fn a_gap_fills_the_wait_queue_and_a_sync_recovers() {
     }
     let s = wait_participants(&mut status, "all seven after the sync", before + 7).await;
     assert!(s.calls.locus.syncs >= 1, "{:?}", s.calls.locus);
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +316,12 @@ async fn a_forced_desync_syncs_and_falls_back_to_the_locus_url() {
     let (sim, daemon, mut status, connected) = joined_meeting(dir.path()).await;
     let url = connected.locus_url.clone().unwrap();
     let before = connected.participants;
-    let sync_path = format!("{}/sync", url.split_once("/locus/").map(|(_, p)| format!("/locus/{p}")).unwrap());
+    let sync_path = format!(
+        "{}/sync",
+        url.split_once("/locus/")
+            .map(|(_, p)| format!("/locus/{p}"))
+            .unwrap()
+    );
     sim.arm_fault(roomd_sim::Fault {
         path: sync_path,
         method: Some("GET".into()),
@@ -278,7 +336,7 @@ async fn a_forced_desync_syncs_and_falls_back_to_the_locus_url() {
     let s = wait_participants(&mut status, "recovered by the full GET", before + 1).await;
     assert_eq!(s.calls.locus.desyncs, 1, "{:?}", s.calls.locus);
     assert_eq!(s.calls.locus.syncs, 1, "{:?}", s.calls.locus);
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,12 +350,17 @@ async fn a_move_keeps_mute_and_layout_and_tells_the_room() {
     let old = connected.locus_url.clone().unwrap();
     let new = sim.locus_move(&old, "Space 2", None).unwrap();
     let s = wait_status(&mut status, "moved", |s| {
-        call(s).is_some_and(|c| c.locus_url.as_deref() == Some(new.as_str()) && c.status == "Connected")
+        call(s).is_some_and(|c| {
+            c.locus_url.as_deref() == Some(new.as_str()) && c.status == "Connected"
+        })
     })
     .await;
     let moved = call(&s).unwrap();
     assert_eq!(moved.id, connected.id, "the call keeps its CallId");
-    assert_ne!(moved.correlation_id, connected.correlation_id, "a new correlation id");
+    assert_ne!(
+        moved.correlation_id, connected.correlation_id,
+        "a new correlation id"
+    );
     assert_eq!(
         s.calls.notice.as_deref(),
         Some("You have been moved to a new call. Now in Space 2")
@@ -315,7 +378,7 @@ async fn a_move_keeps_mute_and_layout_and_tells_the_room() {
     assert_eq!(join["body"]["audioMuted"], true);
     assert_eq!(join["body"]["correlationId"], moved.correlation_id.as_str());
     assert!(logs.contains("You have been moved to a new call. Now in Space 2"));
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,9 +395,15 @@ async fn the_three_move_failures_are_reported_distinctly() {
     assert_eq!(call(&s).unwrap().locus_url.as_deref(), Some(first.as_str()));
 
     // 3. The join lands in another meeting.
-    let asked = sim.locus_move(&first, "Space 3", Some("wrong_meeting")).unwrap();
+    let asked = sim
+        .locus_move(&first, "Space 3", Some("wrong_meeting"))
+        .unwrap();
     let s = wait_status(&mut status, "move 2 reported", |s| s.calls.moves.len() == 2).await;
-    assert_eq!(s.calls.moves[1].outcome, "WrongMeeting", "{:?}", s.calls.moves);
+    assert_eq!(
+        s.calls.moves[1].outcome, "WrongMeeting",
+        "{:?}",
+        s.calls.moves
+    );
     let landed = call(&s).unwrap().locus_url.clone().unwrap();
     assert_ne!(landed, asked);
 
@@ -344,5 +413,5 @@ async fn the_three_move_failures_are_reported_distinctly() {
     assert_eq!(s.calls.moves[2].outcome, "DroppedNotReconnected");
     let ended = wait_ended(&mut status, "the call is gone", connected.id).await;
     assert_eq!(ended.end_cause.as_deref(), Some("MoveFailed"));
-    daemon.stop().await.unwrap();
+    daemon.run_until(async {}).await.unwrap();
 }

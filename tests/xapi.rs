@@ -7,7 +7,7 @@ mod support;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -404,21 +404,6 @@ struct SessionRig {
     session: tokio::task::JoinHandle<()>,
 }
 
-/// Call control without its task: every call command answers "roomd is stopping".
-fn detached_calls(status: &watch::Sender<DeviceStatus>) -> roomd::calls::Calls {
-    let (calls, _manager) = roomd::calls::Calls::new(
-        status.clone(),
-        watch::channel(None).1,
-        roomd::events::EventBus::new(),
-        roomd::reachability::Reachability::new(),
-        roomd::calls::CallsOptions {
-            meeting_uri_regex: Default::default(),
-            ice_timeout: Duration::from_secs(1),
-        },
-    );
-    calls
-}
-
 /// One session over an in-memory pipe whose server side records its writes.
 async fn session_rig(role: Role) -> SessionRig {
     let dir = tempfile::tempdir().unwrap();
@@ -429,7 +414,11 @@ async fn session_rig(role: Role) -> SessionRig {
     let (commands, _) = tokio::sync::mpsc::channel(1);
     let ctx = XapiContext::new(
         Backends {
-            room: Room::new(status.clone(), bookings.clone(), detached_calls(&status)),
+            room: Room::new(
+                status.clone(),
+                bookings.clone(),
+                roomd::calls::Calls::detached(status.clone()),
+            ),
             bookings,
             session: SessionHandle::new(commands),
         },

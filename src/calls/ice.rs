@@ -38,7 +38,7 @@ pub async fn check(node: SocketAddr, timeout: Duration) -> Result<SocketAddr, St
                     if from != node {
                         continue;
                     }
-                    match stun::parse_binding_response(&buf[..len], &txid) {
+                    match stun::parse_binding_response(&buf[..len], txid) {
                         Ok(mapped) => return Ok(mapped),
                         Err(e) => tracing::debug!("ICE check: ignored a datagram from {node}: {e}"),
                     }
@@ -46,7 +46,10 @@ pub async fn check(node: SocketAddr, timeout: Duration) -> Result<SocketAddr, St
             }
         }
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| format!("no STUN answer from {node} within {} ms", timeout.as_millis()))?
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+        format!(
+            "no STUN answer from {node} within {} ms",
+            timeout.as_millis()
+        )
+    })?
 }

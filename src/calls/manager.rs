@@ -64,7 +64,10 @@ pub enum CallEvent {
         duration_secs: u64,
     },
     /// A message for the people in the room (a move's "You have been moved to a new call.").
-    Notice { call_id: u32, text: String },
+    Notice {
+        call_id: u32,
+        text: String,
+    },
 }
 
 /// Why a call command did not happen; the text is what the user sees.
@@ -242,6 +245,22 @@ impl Calls {
         )
     }
 
+    /// A handle with no manager behind it: every command answers "roomd is stopping". For
+    /// exercising the API layers (xAPI tests and benches) without call control.
+    pub fn detached(status: watch::Sender<DeviceStatus>) -> Calls {
+        let (calls, _manager) = Calls::new(
+            status,
+            watch::channel(None).1,
+            EventBus::new(),
+            Reachability::new(),
+            CallsOptions {
+                meeting_uri_regex: MeetingUriRegex::default(),
+                ice_timeout: Duration::from_secs(1),
+            },
+        );
+        calls
+    }
+
     /// Call events from now on.
     pub fn events(&self) -> broadcast::Receiver<CallEvent> {
         self.events.subscribe()
@@ -309,6 +328,7 @@ impl CallManager {
         let mut locus_events = self.bus.subscribe(Namespace::Locus, 256);
         let mut resync = self.bus.resync();
         resync.borrow_and_update();
+        self.services.mark_changed();
         loop {
             let deadline = self
                 .calls
@@ -326,6 +346,17 @@ impl CallManager {
                     None => break,
                 },
                 _ = sleep_until(deadline) => self.deadlines().await,
+                changed = self.services.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let available = self.services.borrow_and_update().is_some();
+                    self.status.send_if_modified(|s| {
+                        let changed = s.calls.available != available;
+                        s.calls.available = available;
+                        changed
+                    });
+                }
                 changed = resync.changed() => {
                     if changed.is_err() {
                         break;
@@ -436,11 +467,7 @@ impl CallManager {
             let _ = reply.send(Err(CallError::NotRegistered));
             return;
         };
-        if let Some(busy) = self
-            .calls
-            .iter()
-            .find(|c| c.state != CallState::Ringing)
-        {
+        if let Some(busy) = self.calls.iter().find(|c| c.state != CallState::Ringing) {
             let _ = reply.send(Err(CallError::Busy(busy.id)));
             return;
         }
@@ -490,7 +517,11 @@ impl CallManager {
         };
         match answer {
             Ok(answer) => self.joined(id, answer).await,
-            Err(e) => self.end(id, EndCause::NetworkError, Some(format!("the join failed: {e}"))),
+            Err(e) => self.end(
+                id,
+                EndCause::NetworkError,
+                Some(format!("the join failed: {e}")),
+            ),
         }
     }
 
@@ -671,7 +702,11 @@ impl CallManager {
             }
             Err(e) => {
                 let message = e.to_string();
-                self.end(id, EndCause::NetworkError, Some(format!("the accept failed: {message}")));
+                self.end(
+                    id,
+                    EndCause::NetworkError,
+                    Some(format!("the accept failed: {message}")),
+                );
                 Err(CallError::Locus(message))
             }
         }
@@ -692,7 +727,10 @@ impl CallManager {
         tracing::info!(call_id = id, "Call {id}: rejecting");
         let result = services.locus.decline(&url).await;
         // Declined either way: the room said no, and a stuck ring helps nobody.
-        let detail = result.as_ref().err().map(|e| format!("the decline failed: {e}"));
+        let detail = result
+            .as_ref()
+            .err()
+            .map(|e| format!("the decline failed: {e}"));
         self.end(id, EndCause::LocalReject, detail);
         Ok(())
     }
@@ -740,7 +778,11 @@ impl CallManager {
             matches!(c.state, CallState::Connected | CallState::OnHold)
         })?;
         let call = &self.calls[index];
-        let from = if held { CallState::Connected } else { CallState::OnHold };
+        let from = if held {
+            CallState::Connected
+        } else {
+            CallState::OnHold
+        };
         if call.state != from {
             return Err(CallError::WrongState {
                 id: call.id,
@@ -755,11 +797,18 @@ impl CallManager {
             .map(|dto| {
                 (
                     dto.url.clone(),
-                    dto.self_.as_ref().map(|p| p.url.clone()).unwrap_or_default(),
+                    dto.self_
+                        .as_ref()
+                        .map(|p| p.url.clone())
+                        .unwrap_or_default(),
                 )
             })
             .unwrap_or_default();
-        tracing::info!(call_id = id, "Call {id}: {}", if held { "hold" } else { "resume" });
+        tracing::info!(
+            call_id = id,
+            "Call {id}: {}",
+            if held { "hold" } else { "resume" }
+        );
         let dto = services
             .locus
             .hold(&url, &self_url, held)
@@ -784,7 +833,12 @@ impl CallManager {
             });
         }
         let url = call.locus_url().unwrap_or_default().to_owned();
-        tracing::info!(call_id = call.id, "Call {}: DTMF {} tone(s)", call.id, tones.len());
+        tracing::info!(
+            call_id = call.id,
+            "Call {}: DTMF {} tone(s)",
+            call.id,
+            tones.len()
+        );
         services
             .locus
             .send_dtmf(&url, &call.correlation_id, tones)
@@ -845,13 +899,18 @@ impl CallManager {
         self.count(&applied);
         match applied {
             Applied::Updated => self.refresh(id),
-            Applied::Kept => tracing::debug!(call_id = id, "Locus DTO older than the working copy: kept the current one"),
+            Applied::Kept => tracing::debug!(
+                call_id = id,
+                "Locus DTO older than the working copy: kept the current one"
+            ),
             Applied::Queued { queued } => tracing::info!(
                 call_id = id,
                 "Locus delta waits for an earlier one ({queued} queued)"
             ),
             Applied::NeedsSync(reason) => self.sync(id, reason).await,
-            Applied::UrlChanged => tracing::warn!(call_id = id, "Locus DTO for another locus URL: ignored"),
+            Applied::UrlChanged => {
+                tracing::warn!(call_id = id, "Locus DTO for another locus URL: ignored")
+            }
         }
     }
 
@@ -880,7 +939,10 @@ impl CallManager {
             None => services.locus.fetch(&locus_url).await,
         };
         if let (Err(e), Some(_)) = (&fetched, &sync_url) {
-            tracing::warn!(call_id = id, "Locus syncUrl failed ({e}); fetching the whole locus");
+            tracing::warn!(
+                call_id = id,
+                "Locus syncUrl failed ({e}); fetching the whole locus"
+            );
             fetched = services.locus.fetch(&locus_url).await;
         }
         match fetched {
@@ -927,7 +989,11 @@ impl CallManager {
 
     async fn incoming(&mut self, dto: LocusDto) {
         let (name, address) = state::remote_party(&dto).unwrap_or_default();
-        let remote = if address.is_empty() { name.clone() } else { address };
+        let remote = if address.is_empty() {
+            name.clone()
+        } else {
+            address
+        };
         let kind = match dto.full_state.as_ref().map(|f| &f.kind) {
             Some(LocusType::Meeting) => "Meeting",
             _ => "Call",
@@ -945,7 +1011,11 @@ impl CallManager {
             message_id = message_id::CALL_INCOMING,
             call_id = id,
             "Call {id}: incoming call from {} <{remote}>",
-            if name.is_empty() { "unknown" } else { name.as_str() }
+            if name.is_empty() {
+                "unknown"
+            } else {
+                name.as_str()
+            }
         );
         let _ = self.events.send(CallEvent::Incoming {
             call_id: id,
@@ -955,7 +1025,10 @@ impl CallManager {
         self.publish();
         if let Some(services) = self.services() {
             if let Err(e) = services.locus.alert(&url).await {
-                tracing::warn!(call_id = id, "Call {id}: telling Locus the room is ringing failed: {e}");
+                tracing::warn!(
+                    call_id = id,
+                    "Call {id}: telling Locus the room is ringing failed: {e}"
+                );
             }
         }
     }
@@ -982,7 +1055,9 @@ impl CallManager {
             .and_then(|p| p.reason.as_deref())
             .is_some_and(|r| r.eq_ignore_ascii_case("MOVED"));
         if !moved {
-            tracing::warn!("a locus.participant_moved event whose self reason is not MOVED: moving anyway");
+            tracing::warn!(
+                "a locus.participant_moved event whose self reason is not MOVED: moving anyway"
+            );
         }
         let name = destination
             .display_name()
@@ -1013,8 +1088,14 @@ impl CallManager {
             name: name.clone(),
             detail,
         };
-        if let Err(e) = services.locus.leave(&from, &self_id, &old_correlation).await {
-            let detail = format!("nothing happened: leaving the old call failed ({e}); still in the first call");
+        if let Err(e) = services
+            .locus
+            .leave(&from, &self_id, &old_correlation)
+            .await
+        {
+            let detail = format!(
+                "nothing happened: leaving the old call failed ({e}); still in the first call"
+            );
             tracing::error!(call_id = id, "move of call {id} failed: {detail}");
             self.move_outcome(record("NothingHappened", Some(detail.clone())), &detail);
             return;
@@ -1037,7 +1118,10 @@ impl CallManager {
             Err(e) => {
                 let detail = format!("dropped but not reconnected: joining {name} failed ({e})");
                 tracing::error!(call_id = id, "move of call {id} failed: {detail}");
-                self.move_outcome(record("DroppedNotReconnected", Some(detail.clone())), &detail);
+                self.move_outcome(
+                    record("DroppedNotReconnected", Some(detail.clone())),
+                    &detail,
+                );
                 self.end(id, EndCause::MoveFailed, Some(detail));
             }
             Ok(answer) => {
@@ -1091,7 +1175,10 @@ impl CallManager {
                     self.leave(&services, 0).await;
                 }
             };
-            if tokio::time::timeout(Duration::from_secs(2), leave).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), leave)
+                .await
+                .is_err()
+            {
                 let id = self.calls[0].id;
                 self.end(id, EndCause::LocalDisconnect, Some("roomd stopped".into()));
             }

@@ -32,7 +32,10 @@ pub fn media_address(sdp: &str) -> Option<SocketAddr> {
     let lines = || sdp.lines().map(str::trim);
     let candidate = lines().find_map(|line| {
         // a=candidate:<foundation> <component> <transport> <priority> <ip> <port> typ <type>
-        let fields: Vec<&str> = line.strip_prefix("a=candidate:")?.split_whitespace().collect();
+        let fields: Vec<&str> = line
+            .strip_prefix("a=candidate:")?
+            .split_whitespace()
+            .collect();
         if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
             return None;
         }
@@ -42,7 +45,10 @@ pub fn media_address(sdp: &str) -> Option<SocketAddr> {
     });
     candidate.or_else(|| {
         let ip: IpAddr = lines()
-            .find_map(|l| l.strip_prefix("c=IN IP4 ").or_else(|| l.strip_prefix("c=IN IP6 ")))?
+            .find_map(|l| {
+                l.strip_prefix("c=IN IP4 ")
+                    .or_else(|| l.strip_prefix("c=IN IP6 "))
+            })?
             .split('/')
             .next()?
             .parse()
@@ -69,7 +75,10 @@ mod tests {
         let bare = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\n";
         assert_eq!(media_address(bare), Some("10.0.0.1:5004".parse().unwrap()));
         assert_eq!(media_address("garbage"), None);
-        assert_eq!(media_address("a=candidate:1 1 TCP 1 127.0.0.1 9 typ host"), None);
+        assert_eq!(
+            media_address("a=candidate:1 1 TCP 1 127.0.0.1 9 typ host"),
+            None
+        );
     }
 
     #[test]

@@ -107,9 +107,7 @@ pub fn derive(dto: &LocusDto, direction: Direction) -> Derived {
         .iter()
         .filter(|p| p.url != my_url && !p.removed)
         .collect();
-    let someone_declined = others
-        .iter()
-        .any(|p| p.state == ParticipantState::Declined);
+    let someone_declined = others.iter().any(|p| p.state == ParticipantState::Declined);
     let my_state = me.map(|p| &p.state);
     let remote_end = || {
         if someone_declined && !others.iter().any(|p| p.state == ParticipantState::Left) {
@@ -154,7 +152,11 @@ pub fn derive(dto: &LocusDto, direction: Direction) -> Derived {
 
 /// The far end's name and address for a call (the first other participant).
 pub fn remote_party(dto: &LocusDto) -> Option<(String, String)> {
-    let my_url = dto.self_.as_ref().map(|p| p.url.as_str()).unwrap_or_default();
+    let my_url = dto
+        .self_
+        .as_ref()
+        .map(|p| p.url.as_str())
+        .unwrap_or_default();
     dto.participants
         .iter()
         .find(|p| p.url != my_url && !p.removed)
@@ -195,17 +197,61 @@ mod tests {
         use Derived::{Ended, State};
         use Direction::*;
         let rows = [
-            (call("ACTIVE", "LEFT", "JOINED", false), Outgoing, Ended(EndCause::LocalDisconnect)),
-            (call("ACTIVE", "DECLINED", "JOINED", false), Incoming, Ended(EndCause::LocalReject)),
-            (call("ENDED", "JOINED", "LEFT", false), Outgoing, Ended(EndCause::RemoteDisconnect)),
-            (call("INACTIVE", "JOINED", "DECLINED", false), Outgoing, Ended(EndCause::RemoteReject)),
-            (call("ENDED", "NOTIFIED", "LEFT", false), Incoming, Ended(EndCause::Missed)),
-            (call("ACTIVE", "JOINED", "LEFT", false), Outgoing, Ended(EndCause::RemoteDisconnect)),
-            (call("ACTIVE", "NOTIFIED", "JOINED", false), Incoming, State(Ringing)),
-            (call("ACTIVE", "JOINED", "JOINED", true), Outgoing, State(OnHold)),
-            (call("ACTIVE", "JOINED", "JOINED", false), Outgoing, State(Connected)),
-            (call("INITIALIZING", "JOINED", "NOTIFIED", false), Outgoing, State(Connecting)),
-            (call("ACTIVE", "IDLE", "JOINED", false), Outgoing, State(Connecting)),
+            (
+                call("ACTIVE", "LEFT", "JOINED", false),
+                Outgoing,
+                Ended(EndCause::LocalDisconnect),
+            ),
+            (
+                call("ACTIVE", "DECLINED", "JOINED", false),
+                Incoming,
+                Ended(EndCause::LocalReject),
+            ),
+            (
+                call("ENDED", "JOINED", "LEFT", false),
+                Outgoing,
+                Ended(EndCause::RemoteDisconnect),
+            ),
+            (
+                call("INACTIVE", "JOINED", "DECLINED", false),
+                Outgoing,
+                Ended(EndCause::RemoteReject),
+            ),
+            (
+                call("ENDED", "NOTIFIED", "LEFT", false),
+                Incoming,
+                Ended(EndCause::Missed),
+            ),
+            (
+                call("ACTIVE", "JOINED", "LEFT", false),
+                Outgoing,
+                Ended(EndCause::RemoteDisconnect),
+            ),
+            (
+                call("ACTIVE", "NOTIFIED", "JOINED", false),
+                Incoming,
+                State(Ringing),
+            ),
+            (
+                call("ACTIVE", "JOINED", "JOINED", true),
+                Outgoing,
+                State(OnHold),
+            ),
+            (
+                call("ACTIVE", "JOINED", "JOINED", false),
+                Outgoing,
+                State(Connected),
+            ),
+            (
+                call("INITIALIZING", "JOINED", "NOTIFIED", false),
+                Outgoing,
+                State(Connecting),
+            ),
+            (
+                call("ACTIVE", "IDLE", "JOINED", false),
+                Outgoing,
+                State(Connecting),
+            ),
         ];
         for (i, (dto, direction, want)) in rows.iter().enumerate() {
             assert_eq!(derive(dto, *direction), *want, "row {}", i + 1);

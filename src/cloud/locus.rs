@@ -178,7 +178,9 @@ impl LocusClient {
             "deviceUrl": self.urls.device_url,
             "dtmf": { "correlationId": correlation_id, "tones": tones },
         });
-        self.client.send(Method::POST, &url, Some(&json), &[]).await?;
+        self.client
+            .send(Method::POST, &url, Some(&json), &[])
+            .await?;
         Ok(())
     }
 

@@ -209,7 +209,9 @@ impl<'de> Deserialize<'de> for MeetingUriRegex {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let pattern = String::deserialize(deserializer)?;
         Self::new(&pattern).map_err(|e| {
-            serde::de::Error::custom(format!("meeting_uri_regex is not a valid regular expression: {e}"))
+            serde::de::Error::custom(format!(
+                "meeting_uri_regex is not a valid regular expression: {e}"
+            ))
         })
     }
 }

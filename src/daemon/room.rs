@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::bookings::model::Booking;
-use crate::calls::{CallError, Calls, DialOutcome};
 use crate::bookings::store::BookingsStore;
+use crate::calls::{CallError, Calls, DialOutcome};
 use crate::daemon::status::{DeviceStatus, DialRecord};
 use crate::platform::logging::message_id;
 

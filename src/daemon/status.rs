@@ -52,6 +52,8 @@ impl Default for VideoStatus {
 /// Dial requests and calls (`calls::manager` keeps this up to date).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallsStatus {
+    /// Call control has the Locus service (the device is registered).
+    pub available: bool,
     pub dial_requests: u32,
     pub last_dial: Option<DialRecord>,
     /// Calls in progress (ringing, connecting, connected, on hold), oldest first.
@@ -517,7 +519,10 @@ impl DeviceStatus {
             "Input": { "MainVideoMute": on_off(self.video.camera_off) },
             "Layout": { "LayoutFamily": { "Local": self.video.layout_family } },
         });
-        let mut calls = json!({ "DialRequests": self.calls.dial_requests });
+        let mut calls = json!({
+            "Available": self.calls.available,
+            "DialRequests": self.calls.dial_requests,
+        });
         if let Some(dial) = &self.calls.last_dial {
             calls["LastDial"] = json!({
                 "Number": dial.number,
@@ -560,10 +565,16 @@ impl DeviceStatus {
             calls["Notice"] = json!(notice);
         }
         if !self.calls.moves.is_empty() {
-            calls["Move"] = json!(self.calls.moves.iter().map(|m| json!({
-                "CallId": m.call_id, "Outcome": m.outcome, "From": m.from, "To": m.to,
-                "Name": m.name, "Detail": m.detail.clone().unwrap_or_default(),
-            })).collect::<Vec<_>>());
+            calls["Move"] = json!(
+                self.calls
+                    .moves
+                    .iter()
+                    .map(|m| json!({
+                        "CallId": m.call_id, "Outcome": m.outcome, "From": m.from, "To": m.to,
+                        "Name": m.name, "Detail": m.detail.clone().unwrap_or_default(),
+                    }))
+                    .collect::<Vec<_>>()
+            );
         }
         let l = &self.calls.locus;
         calls["Locus"] = json!({

@@ -34,7 +34,11 @@ impl SimHandle {
 
     /// Someone else joins the locus (a delta-only roster change, as
     /// `POST /admin/locus/{id}/participants {"name"}`). The participant's URL.
-    pub fn locus_add_participant(&self, locus_url_or_id: &str, name: &str) -> anyhow::Result<String> {
+    pub fn locus_add_participant(
+        &self,
+        locus_url_or_id: &str,
+        name: &str,
+    ) -> anyhow::Result<String> {
         Ok(super::add_participant(&self.sim, locus_url_or_id, name)?)
     }
 

@@ -757,7 +757,10 @@ pub(crate) fn add_participant(sim: &SimState, id: &str, name: &str) -> Result<St
         if l.state == "ENDED" {
             return Err(LocusError::Conflict(format!("locus {} has ended", l.id)));
         }
-        let address = format!("{}@example.invalid", name.to_ascii_lowercase().replace(' ', "."));
+        let address = format!(
+            "{}@example.invalid",
+            name.to_ascii_lowercase().replace(' ', ".")
+        );
         l.participants
             .push(model::Participant::remote(name, &address, "JOINED"));
         let index = l.participants.len() - 1;

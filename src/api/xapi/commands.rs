@@ -178,7 +178,9 @@ pub async fn execute(
         }
         "call accept" | "call reject" | "call disconnect" | "call hold" | "call resume"
         | "call dtmfsend" => {
-            let call_id = args.integer("CallId", 1..=i64::from(u32::MAX))?.map(|v| v as u32);
+            let call_id = args
+                .integer("CallId", 1..=i64::from(u32::MAX))?
+                .map(|v| v as u32);
             let calls = room.calls();
             let done = match key.as_str() {
                 "call accept" => calls.accept(call_id).await,
