@@ -60,6 +60,9 @@ pub struct CalliopeScenario {
     pub rtt_max_ms: u64,
     /// Seed of the RTTs and of which clusters are silent.
     pub seed: u64,
+    /// How far the best node per transport leads the second, in ms; default 10. Raise it when
+    /// the prober's measurements are noisy (many probes on few, or emulated, cores).
+    pub best_margin_ms: u64,
 }
 
 /// The default `[calliope] seed`.
@@ -74,6 +77,7 @@ impl Default for CalliopeScenario {
             rtt_min_ms: 5,
             rtt_max_ms: 150,
             seed: DEFAULT_SEED,
+            best_margin_ms: BEST_MARGIN_MS,
         }
     }
 }
@@ -93,12 +97,16 @@ impl CalliopeScenario {
         if self.rtt_max_ms > MAX_RTT_MS {
             bail!("calliope.rtt_max_ms must be at most {MAX_RTT_MS}");
         }
-        if self.rtt_min_ms + BEST_MARGIN_MS > self.rtt_max_ms {
+        if self.best_margin_ms < BEST_MARGIN_MS {
+            bail!("calliope.best_margin_ms must be at least {BEST_MARGIN_MS}");
+        }
+        if self.rtt_min_ms + self.best_margin_ms > self.rtt_max_ms {
             bail!(
-                "calliope.rtt_max_ms ({}) must be at least rtt_min_ms ({}) + {BEST_MARGIN_MS}, so the \
-                 best node can lead by {BEST_MARGIN_MS} ms",
+                "calliope.rtt_max_ms ({}) must be at least rtt_min_ms ({}) + best_margin_ms ({}), so \
+                 the best node can lead by that much",
                 self.rtt_max_ms,
-                self.rtt_min_ms
+                self.rtt_min_ms,
+                self.best_margin_ms
             );
         }
         Ok(())
@@ -152,7 +160,7 @@ pub(crate) fn plan(s: &CalliopeScenario) -> Vec<ClusterPlan> {
                 if i == best {
                     p.rtt_ms[t] = s.rtt_min_ms;
                 } else {
-                    p.rtt_ms[t] = p.rtt_ms[t].max(s.rtt_min_ms + BEST_MARGIN_MS);
+                    p.rtt_ms[t] = p.rtt_ms[t].max(s.rtt_min_ms + s.best_margin_ms);
                 }
             }
         }

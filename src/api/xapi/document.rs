@@ -46,6 +46,7 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
             "Joinable": joinable,
         },
         "Call": status.calls.active.iter().map(call_status).collect::<Vec<_>>(),
+        "Experimental": { "CalliopeDiscovery": status.reachability.xstatus() },
         "Network": network,
         "SystemUnit": {
             "ProductId": "roomd",
