@@ -555,6 +555,24 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_meeting_regex_is_reported_with_its_line() {
+        let text = "[calls]\nmeeting_uri_regex = '(unclosed'\n";
+        let error = parse_checked::<Config>(Path::new("roomd.toml"), text).unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.starts_with("roomd.toml:2:"), "{shown}");
+        assert!(
+            shown.contains("meeting_uri_regex is not a valid regular expression"),
+            "{shown}"
+        );
+        let good = "[calls]\nmeeting_uri_regex = '^[^@]+@sim$'\n";
+        let config = parse_checked::<Config>(Path::new("roomd.toml"), good).unwrap();
+        assert!(config.calls.meeting_uri_regex.is_match(" Room@SIM "));
+        assert!(!config.calls.meeting_uri_regex.is_match("room@sim.example"));
+        assert!(MeetingUriRegex::default().is_match("standup@acme.webex.com"));
+        assert!(!MeetingUriRegex::default().is_match("bob@example.com"));
+    }
+
+    #[test]
     fn line_column_counts_from_one() {
         assert_eq!(line_column("a\nbc\n", 0), (1, 1));
         assert_eq!(line_column("a\nbc\n", 3), (2, 2));
