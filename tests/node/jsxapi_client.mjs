@@ -190,12 +190,15 @@ await runSteps(90000, [
     async () => {
       const params = { BookingId: joinId };
       if (joinNumber) params.Number = joinNumber;
+      let offIndication = () => {};
       const indicated = new Promise((resolve) => {
-        const off = xapi.Event.OutgoingCallIndication.on((ev) => {
-          off();
+        offIndication = xapi.Event.OutgoingCallIndication.on((ev) => {
+          offIndication();
           resolve(ev);
         });
       });
+      // The Subscribe must be in place before the Dial, or the event can pass before it.
+      await offIndication.registration;
       try {
         const result = await xapi.Command.Dial(params);
         const ev = await withTimeout(indicated, STEP_WAIT_MS, 'no OutgoingCallIndication event');
@@ -223,6 +226,7 @@ await runSteps(90000, [
           if (call) resolve(call);
         });
       });
+      await off.registration;
       let call;
       try {
         call = isConnected(await xapi.Status.Call.get()) ||
@@ -230,12 +234,14 @@ await runSteps(90000, [
       } finally {
         off();
       }
+      let offDisconnect = () => {};
       const disconnected = new Promise((resolve) => {
-        const off = xapi.Event.CallDisconnect.on((ev) => {
-          off();
+        offDisconnect = xapi.Event.CallDisconnect.on((ev) => {
+          offDisconnect();
           resolve(ev);
         });
       });
+      await offDisconnect.registration;
       await xapi.Command.Call.Disconnect({ CallId: dialledCallId });
       const ev = await withTimeout(disconnected, STEP_WAIT_MS, 'no CallDisconnect event');
       if (ev.CauseType !== 'LocalDisconnect') fail(`CallDisconnect ${JSON.stringify(ev)}`);
