@@ -119,13 +119,7 @@ async fn the_best_node_per_transport_is_the_simulators_ground_truth() {
     })
     .await;
     let url = s.calls.active[0].locus_url.clone().unwrap();
-    let loci = sim.loci();
-    let locus = loci["loci"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["url"] == url.as_str())
-        .unwrap();
+    let locus = sim.locus(&url).expect("the sim has the call's locus");
     let reachability = &locus["joins"][0]["reachability"];
     assert_eq!(
         reachability.as_object().unwrap().len(),

@@ -19,7 +19,7 @@ use crate::daemon::status::{CallView, DeviceStatus, DiagnosticRecord, MoveRecord
 use crate::events::{EventBus, Namespace, Resync, ResyncReason};
 use crate::locus::tracker::{Applied, LocusTracker, SyncReason};
 use crate::platform::logging::message_id;
-use crate::proto::locus::{JoinAnswer, LocusDto, LocusType, ParticipantState};
+use crate::proto::locus::{JoinAnswer, LocusDto, LocusType, Participant, ParticipantState};
 use crate::reachability::Reachability;
 use crate::shutdown::Shutdown;
 
@@ -173,6 +173,11 @@ struct Call {
 impl Call {
     fn locus_url(&self) -> Option<&str> {
         self.tracker.current().map(|l| l.url.as_str())
+    }
+
+    /// This device's participant in the working copy.
+    fn me(&self) -> Option<&Participant> {
+        self.tracker.current().and_then(|l| l.self_.as_ref())
     }
 
     fn view(&self) -> CallView {
@@ -752,11 +757,9 @@ impl CallManager {
         let id = call.id;
         call.diagnostic(diag::CALL_LEAVE);
         call.state = CallState::Disconnecting;
-        let target = call.tracker.current().map(|dto| {
-            (
-                dto.url.clone(),
-                dto.self_.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
-            )
+        let target = call.locus_url().map(|url| {
+            let self_id = call.me().map(|p| p.id.clone()).unwrap_or_default();
+            (url.to_owned(), self_id)
         });
         let correlation_id = call.correlation_id.clone();
         self.publish();
@@ -791,19 +794,8 @@ impl CallManager {
             });
         }
         let id = call.id;
-        let (url, self_url) = call
-            .tracker
-            .current()
-            .map(|dto| {
-                (
-                    dto.url.clone(),
-                    dto.self_
-                        .as_ref()
-                        .map(|p| p.url.clone())
-                        .unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default();
+        let url = call.locus_url().unwrap_or_default().to_owned();
+        let self_url = call.me().map(|p| p.url.clone()).unwrap_or_default();
         tracing::info!(
             call_id = id,
             "Call {id}: {}",
@@ -1073,12 +1065,7 @@ impl CallManager {
             "Call {id}: moved by the meeting from {from} to {to} ({name}); leaving the old call"
         );
         call.diagnostic(diag::CALL_LEAVE);
-        let self_id = call
-            .tracker
-            .current()
-            .and_then(|d| d.self_.as_ref())
-            .map(|p| p.id.clone())
-            .unwrap_or_default();
+        let self_id = call.me().map(|p| p.id.clone()).unwrap_or_default();
         let old_correlation = call.correlation_id.clone();
         let record = |outcome: &'static str, detail: Option<String>| MoveRecord {
             call_id: id,

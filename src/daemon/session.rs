@@ -436,13 +436,11 @@ async fn activated(
                     .instrument(Subsystem::Registration.span())
                     .await {
                     Ok((now, catalog)) => {
-                        if let Some(catalog) = &catalog {
-                            locus_base = first_url(catalog, &mut hosts, "locus");
+                        if let Some(catalog) = catalog {
+                            locus_base = first_url(&catalog, &mut hosts, "locus");
                             if locus_base.is_none() {
                                 tracing::warn!("the service catalog has no locus service; no calls");
                             }
-                        }
-                        if let Some(catalog) = catalog {
                             match calendar_urls(&catalog, &mut hosts) {
                                 Some(urls) => { calendar_tx.send_replace(Some(CalendarClient::new(client.clone(), urls))); }
                                 None => tracing::warn!("the service catalog has no calendar or kms service; no bookings from the cloud"),
@@ -665,11 +663,7 @@ fn calliope_source(
     if !ctx.config.reachability.enabled {
         return None;
     }
-    let Some(calliope) = hosts
-        .order(catalog, "calliope")
-        .ok()
-        .and_then(|order| order.into_iter().next())
-    else {
+    let Some(calliope) = first_url(catalog, hosts, "calliope") else {
         tracing::warn!("the service catalog has no calliope service; no media reachability");
         return None;
     };

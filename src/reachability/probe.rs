@@ -72,22 +72,21 @@ impl Tally {
         self.ignored += 1;
         if self.ignored == 1 {
             tracing::warn!(
-                "CalliopeDiscovery: {transport} {node}: ignoring a response that is not the answer ({error}); still waiting"
+                "STUN {transport} probe of {node}: ignoring a response that is not the answer ({error}); still waiting"
             );
         } else {
-            tracing::debug!(
-                "CalliopeDiscovery: {transport} {node}: another ignored response ({error})"
-            );
+            tracing::debug!("STUN {transport} probe of {node}: another ignored response ({error})");
         }
     }
 }
 
-/// Sends one STUN Binding to `node` over `transport` and waits for its answer.
+/// Sends one STUN Binding to `node` over `transport` and waits for its answer. `tls` is the
+/// trust for xtls (udp and tcp need none: a call's connectivity check probes udp without it).
 pub async fn probe(
     transport: Transport,
     node: SocketAddr,
     options: &ProbeOptions,
-    tls: &Arc<rustls::ClientConfig>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> TransportResult {
     let deadline = Instant::now() + options.timeout;
     let mut tally = Tally::default();
@@ -100,6 +99,7 @@ pub async fn probe(
                 framed(stream, transport, node, &mut tally).await
             }
             Transport::Xtls => {
+                let tls = tls.ok_or("no TLS trust configured for xtls")?;
                 let stream = TcpStream::connect(node).await.map_err(io_failure)?;
                 let _ = stream.set_nodelay(true);
                 let name = rustls_pki_types::ServerName::IpAddress(node.ip().into());
@@ -120,7 +120,7 @@ pub async fn probe(
     };
     if tally.ignored > 1 {
         tracing::debug!(
-            "CalliopeDiscovery: {transport} {node}: {} responses ignored",
+            "STUN {transport} probe of {node}: {} responses ignored",
             tally.ignored
         );
     }
@@ -253,7 +253,7 @@ pub async fn run_discovery(
                 let _permit = permits.acquire_owned().await.ok();
                 let open = in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
                 in_flight.1.fetch_max(open, Ordering::SeqCst);
-                let result = probe(transport, node, &options, &tls).await;
+                let result = probe(transport, node, &options, Some(&tls)).await;
                 in_flight.0.fetch_sub(1, Ordering::SeqCst);
                 (index, transport, result)
             });

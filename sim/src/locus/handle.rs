@@ -54,6 +54,16 @@ impl SimHandle {
         self.sim.locus.snapshot(self.sim.endpoints.media_node)
     }
 
+    /// One locus of [`loci`](Self::loci), found by its URL or id.
+    pub fn locus(&self, locus_url_or_id: &str) -> Option<Value> {
+        let id = super::resolve_id(locus_url_or_id);
+        self.loci()["loci"]
+            .as_array()?
+            .iter()
+            .find(|l| l["url"] == locus_url_or_id || l["id"] == id)
+            .cloned()
+    }
+
     /// The media node the join answers' remote SDP names (answers STUN Binding at once).
     pub fn media_node_addr(&self) -> SocketAddr {
         self.sim.endpoints.media_node
