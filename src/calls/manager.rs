@@ -165,6 +165,8 @@ struct Call {
     display_name: String,
     correlation_id: String,
     tracker: LocusTracker,
+    /// The event bus's resync generation when the call began.
+    resync_generation: u64,
     started: SystemTime,
     connected_at: Option<SystemTime>,
     diagnostics: Vec<DiagnosticRecord>,
@@ -368,7 +370,7 @@ impl CallManager {
                     }
                     let now: Resync = resync.borrow_and_update().clone();
                     if now.reason != ResyncReason::None {
-                        self.resync_all().await;
+                        self.resync_all(now.generation).await;
                     }
                 }
                 _ = shutdown.recv() => break,
@@ -413,6 +415,7 @@ impl CallManager {
             remote_number: remote,
             correlation_id: uuid::Uuid::new_v4().to_string(),
             tracker: LocusTracker::new(),
+            resync_generation: self.bus.resync().borrow().generation,
             started: SystemTime::now(),
             connected_at: None,
             diagnostics: Vec::new(),
@@ -967,10 +970,12 @@ impl CallManager {
     }
 
     /// After the event socket came back: events may have been lost, so fetch every locus.
-    async fn resync_all(&mut self) {
+    async fn resync_all(&mut self, generation: u64) {
         let ids: Vec<u32> = self
             .calls
             .iter()
+            // A call begun after this resync was requested lost nothing before it.
+            .filter(|c| c.resync_generation < generation)
             .filter(|c| c.locus_url().is_some())
             .map(|c| c.id)
             .collect();

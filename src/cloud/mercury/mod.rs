@@ -264,6 +264,15 @@ impl<L: Link> Supervisor<L> {
                             socket.online_at = Some(Instant::now());
                         }
                         let switching = retiring.is_some();
+                        // Resync before Online shows: whoever sees the socket online can rely
+                        // on the catch-up request for the time before it being already made.
+                        if !switching {
+                            self.shared.bus.request_resync(if ever_online {
+                                ResyncReason::Reconnected
+                            } else {
+                                ResyncReason::Connected
+                            });
+                        }
                         self.status.send_modify(|s| {
                             s.state = WsState::Online;
                             s.detail = None;
@@ -285,12 +294,6 @@ impl<L: Link> Supervisor<L> {
                             drain_deadline = Some(Instant::now() + self.config.switchover_drain);
                         } else {
                             tracing::info!(message_id = message_id::WEBSOCKET_ONLINE, "Wx2WebSocket: online");
-                            let reason = if !ever_online {
-                                ResyncReason::Connected
-                            } else {
-                                ResyncReason::Reconnected
-                            };
-                            self.shared.bus.request_resync(reason);
                         }
                         if switching && lost_in_switch {
                             self.shared.bus.request_resync(ResyncReason::Reconnected);
