@@ -2,3 +2,5 @@
 //! elements exist; capture and simulcast encoding arrive with the media engine.
 
 pub mod gst;
+pub mod layers;
+pub mod layout;

@@ -10,6 +10,8 @@ pub mod jwe;
 pub mod locus;
 pub mod meeting_server;
 pub mod mercury;
+pub mod multistream;
+pub mod rtp;
 pub mod stun;
 pub mod u2c;
 pub mod wdm;
