@@ -18,6 +18,10 @@ use crate::config::MeetingUriRegex;
 use crate::daemon::status::{CallView, DeviceStatus, DiagnosticRecord, MoveRecord};
 use crate::events::{EventBus, Namespace, Resync, ResyncReason};
 use crate::locus::tracker::{Applied, LocusTracker, SyncReason};
+use crate::media::plan::MediaPlan;
+use crate::media::session::{
+    self as media_session, MediaEvent, MediaOptions, MediaSession, MediaStart,
+};
 use crate::platform::logging::message_id;
 use crate::proto::locus::{JoinAnswer, LocusDto, LocusType, Participant, ParticipantState};
 use crate::reachability::Reachability;
@@ -40,6 +44,9 @@ pub struct CallServices {
 pub struct CallsOptions {
     pub meeting_uri_regex: MeetingUriRegex,
     pub ice_timeout: Duration,
+    /// The media engine; `None` when media is disabled or GStreamer is missing (calls then
+    /// connect without media).
+    pub media: Option<MediaOptions>,
 }
 
 /// Call events as the xAPI publishes them.
@@ -153,6 +160,8 @@ pub struct CallManager {
     options: CallsOptions,
     calls: Vec<Call>,
     next_id: u32,
+    media_events_tx: mpsc::UnboundedSender<MediaEvent>,
+    media_events: mpsc::UnboundedReceiver<MediaEvent>,
 }
 
 #[derive(Debug)]
@@ -170,6 +179,10 @@ struct Call {
     started: SystemTime,
     connected_at: Option<SystemTime>,
     diagnostics: Vec<DiagnosticRecord>,
+    /// SSRCs and CSIs of this join's offer.
+    plan: MediaPlan,
+    /// The media session once the node answered.
+    media: Option<MediaSession>,
 }
 
 impl Call {
@@ -208,16 +221,31 @@ impl Call {
 
     /// Logs a diagnostic event and keeps it with the call.
     fn diagnostic(&mut self, name: &'static str) {
-        tracing::info!(
-            message_id = message_id::DIAGNOSTIC_EVENT,
-            correlation_id = %self.correlation_id,
-            call_id = self.id,
-            "Diagnostic event: {name}"
-        );
+        log_diagnostic(self.id, &self.correlation_id, name, None);
         self.diagnostics.push(DiagnosticRecord {
             name,
             at: SystemTime::now(),
         });
+    }
+}
+
+/// `Diagnostic event: <name>` with the call's ids (and `error=` for failures, like seed 000's
+/// `name=client.media.rx.stop mediaType=video error=media-engine`).
+fn log_diagnostic(call_id: u32, correlation_id: &str, name: &str, error: Option<&str>) {
+    match error {
+        None => tracing::info!(
+            message_id = message_id::DIAGNOSTIC_EVENT,
+            correlation_id = %correlation_id,
+            call_id,
+            "Diagnostic event: {name}"
+        ),
+        Some(error) => tracing::warn!(
+            message_id = message_id::DIAGNOSTIC_EVENT,
+            correlation_id = %correlation_id,
+            call_id,
+            error,
+            "Diagnostic event: {name} mediaType=video error={error}"
+        ),
     }
 }
 
@@ -232,6 +260,7 @@ impl Calls {
     ) -> (Calls, CallManager) {
         let (commands_tx, commands) = mpsc::channel(16);
         let (events, _) = broadcast::channel(64);
+        let (media_events_tx, media_events) = mpsc::unbounded_channel();
         let manager = CallManager {
             commands,
             events: events.clone(),
@@ -242,6 +271,8 @@ impl Calls {
             options,
             calls: Vec::new(),
             next_id: 1,
+            media_events_tx,
+            media_events,
         };
         (
             Calls {
@@ -263,6 +294,7 @@ impl Calls {
             CallsOptions {
                 meeting_uri_regex: MeetingUriRegex::default(),
                 ice_timeout: Duration::from_secs(1),
+                media: None,
             },
         );
         calls
@@ -353,6 +385,7 @@ impl CallManager {
                     None => break,
                 },
                 _ = sleep_until(deadline) => self.deadlines().await,
+                Some(event) = self.media_events.recv() => self.media_event(event),
                 changed = self.services.changed() => {
                     if changed.is_err() {
                         break;
@@ -419,6 +452,8 @@ impl CallManager {
             started: SystemTime::now(),
             connected_at: None,
             diagnostics: Vec::new(),
+            plan: MediaPlan::random(self.media_layers()),
+            media: None,
         };
         self.next_id += 1;
         self.calls.push(call);
@@ -429,7 +464,7 @@ impl CallManager {
         let status = self.status.borrow();
         JoinBody {
             correlation_id: call.correlation_id.clone(),
-            local_sdp: sdp::local_offer(u64::from(call.id)),
+            local_sdp: sdp::local_offer(u64::from(call.id), &call.plan),
             reachability: self.reachability.join_body(),
             audio_muted: status.audio.microphones_muted,
             video_muted: status.video.camera_off,
@@ -578,6 +613,9 @@ impl CallManager {
                         }
                         call.diagnostic(diag::ICE_END);
                         call.diagnostic(diag::MEDIA_ENGINE_READY);
+                        let ext_id = sdp::csi_extension_id(&remote_sdp)
+                            .unwrap_or(crate::proto::rtp::DEFAULT_CSI_EXTENSION_ID);
+                        self.start_media(id, node, ext_id).await;
                     }
                     None => tracing::warn!(
                         call_id = id,
@@ -643,7 +681,12 @@ impl CallManager {
         let Some(index) = self.calls.iter().position(|c| c.id == id) else {
             return;
         };
-        let call = self.calls.remove(index);
+        let mut call = self.calls.remove(index);
+        if let Some(media) = call.media.take() {
+            // Teardown (BYE, pipelines to Null) runs in the session's task; its tx.stop and
+            // render.stop arrive as media events after the call's own events.
+            tokio::spawn(media.stop());
+        }
         let duration = call
             .connected_at
             .and_then(|at| at.elapsed().ok())
@@ -1093,7 +1136,12 @@ impl CallManager {
             return;
         }
         // Presentation does not carry over a move (seed 002); roomd does not share yet.
+        if let Some(media) = self.calls[index].media.take() {
+            media.stop().await;
+        }
+        let layers = self.media_layers();
         let call = &mut self.calls[index];
+        call.plan = MediaPlan::random(layers);
         call.correlation_id = uuid::Uuid::new_v4().to_string();
         call.tracker = LocusTracker::new();
         call.state = CallState::Connecting;
@@ -1150,6 +1198,70 @@ impl CallManager {
         let _ = self.events.send(CallEvent::Notice {
             call_id,
             text: notice.to_owned(),
+        });
+    }
+
+    fn media_layers(&self) -> usize {
+        self.options
+            .media
+            .as_ref()
+            .map_or(1, |m| m.graph.layers.max(1))
+    }
+
+    /// Starts the call's media session towards `node` (nothing when media is off).
+    async fn start_media(&mut self, id: u32, node: std::net::SocketAddr, ext_id: u8) {
+        let Some(options) = self.options.media.clone() else {
+            return;
+        };
+        let Some(call) = self.calls.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        let start = MediaStart {
+            call_id: id,
+            correlation_id: call.correlation_id.clone(),
+            node,
+            ext_id,
+            plan: call.plan.clone(),
+        };
+        match media_session::start(
+            &options,
+            start,
+            self.status.clone(),
+            self.media_events_tx.clone(),
+        )
+        .await
+        {
+            Ok(session) => call.media = Some(session),
+            Err(e) => tracing::error!(call_id = id, "Call {id}: no media: {e}"),
+        }
+    }
+
+    /// A media diagnostic event: kept with the call, or with the ended call it belonged to.
+    fn media_event(&mut self, event: MediaEvent) {
+        let record = DiagnosticRecord {
+            name: event.name,
+            at: SystemTime::now(),
+        };
+        if let Some(call) = self.calls.iter_mut().find(|c| c.id == event.call_id) {
+            log_diagnostic(
+                call.id,
+                &call.correlation_id,
+                event.name,
+                event.error.as_deref(),
+            );
+            call.diagnostics.push(record);
+            return;
+        }
+        self.status.send_modify(|s| {
+            if let Some(view) = s.calls.ended.iter_mut().find(|c| c.id == event.call_id) {
+                log_diagnostic(
+                    view.id,
+                    &view.correlation_id,
+                    event.name,
+                    event.error.as_deref(),
+                );
+                view.diagnostics.push(record);
+            }
         });
     }
 

@@ -33,6 +33,7 @@ pub struct Config {
     pub reachability: ReachabilityConfig,
     pub xapi: XapiConfig,
     pub calls: CallsConfig,
+    pub media: MediaConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting_server: Option<MeetingServerConfig>,
     pub log: LogConfig,
@@ -289,6 +290,49 @@ impl Default for ReachabilityConfig {
             probe_timeout_ms: 1000,
             max_in_flight: 256,
             interval_secs: None,
+        }
+    }
+}
+
+/// The media engine (wire profile §7, `docs/media.md`). The elements come from the board file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Send and receive media in calls. Off: calls connect without media (signalling only).
+    /// Default true.
+    pub enabled: bool,
+    /// The camera is captured at this size and rate, once, for every layer. Default 1280×720 at 30.
+    pub capture_width: u32,
+    pub capture_height: u32,
+    pub capture_fps: u32,
+    /// Simulcast layers the device can encode at once (SSRCs in the offer). Default 3.
+    pub max_layers: usize,
+    /// First resend of an unacknowledged SCR, in milliseconds; each next waits twice as long.
+    /// Default 250 (wire profile §7).
+    pub scr_resend_initial_ms: u64,
+    /// Resends before giving up. Default 8.
+    pub scr_resend_max: u32,
+    /// Milliseconds between RTCP sender reports. Default 1000.
+    pub rtcp_interval_ms: u64,
+    /// Seconds between `client.mediaquality.event`s during a call. Default 60.
+    pub quality_interval_secs: u64,
+    /// Depayload the streams the media node sends and count their frames. Default true.
+    pub receive: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capture_width: 1280,
+            capture_height: 720,
+            capture_fps: 30,
+            max_layers: 3,
+            scr_resend_initial_ms: 250,
+            scr_resend_max: 8,
+            rtcp_interval_ms: 1000,
+            quality_interval_secs: 60,
+            receive: true,
         }
     }
 }

@@ -238,6 +238,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     initial.bookings.cache = cache_outcome;
     let configuration = Configuration::load(&state);
     initial.audio.volume = configuration.default_volume;
+    let media_options = media_options(&config, &board, initial.gstreamer.is_some());
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
@@ -251,6 +252,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         crate::calls::CallsOptions {
             meeting_uri_regex: config.calls.meeting_uri_regex.clone(),
             ice_timeout: Duration::from_millis(config.calls.ice_timeout_ms.max(1)),
+            media: media_options,
         },
     );
     tasks.spawn(Subsystem::Calls.span(), move |shutdown| {
@@ -515,4 +517,37 @@ async fn report_to_systemd(
             _ = shutdown.recv() => return,
         }
     }
+}
+
+/// The media engine's options from `[media]` and the board; `None` when media is disabled or
+/// GStreamer did not initialise (calls then connect without media).
+fn media_options(
+    config: &Config,
+    board: &Board,
+    gstreamer: bool,
+) -> Option<media::session::MediaOptions> {
+    let m = &config.media;
+    if !m.enabled {
+        tracing::info!("media disabled by configuration: calls carry no media");
+        return None;
+    }
+    if !gstreamer {
+        return None;
+    }
+    Some(media::session::MediaOptions {
+        graph: media::graph::GraphSpec::from_board(
+            &board.media,
+            (
+                m.capture_width.max(32),
+                m.capture_height.max(18),
+                m.capture_fps.clamp(1, 120),
+            ),
+            m.max_layers.clamp(1, 8),
+        ),
+        scr_resend_initial: Duration::from_millis(m.scr_resend_initial_ms.max(1)),
+        scr_resend_max: m.scr_resend_max,
+        rtcp_interval: Duration::from_millis(m.rtcp_interval_ms.max(10)),
+        quality_interval: Duration::from_secs(m.quality_interval_secs.max(1)),
+        receive: m.receive,
+    })
 }

@@ -29,6 +29,69 @@ pub struct DeviceStatus {
     pub xapi: XapiStatus,
     /// Media reachability (`Experimental CalliopeDiscovery`).
     pub reachability: ReachabilityStatus,
+    /// The media engine (`Media …`): the call's layers, audio and received streams.
+    pub media: MediaStatus,
+}
+
+/// The media engine's state (`media::session` keeps it up to date, about once a second).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaStatus {
+    /// The call's media session, while one runs.
+    pub session: Option<MediaView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaView {
+    pub call_id: u32,
+    /// The media node (`ip:port`).
+    pub node: String,
+    pub layout: String,
+    pub layers: Vec<MediaLayerView>,
+    pub audio: MediaAudioView,
+    /// Streams the node sends, by SSRC.
+    pub receive: Vec<MediaReceiveView>,
+    pub scr_received: u32,
+    pub sca_sent: u32,
+    pub scr_sent: u32,
+    pub sca_received: u32,
+    pub scr_resends: u32,
+    pub scr_gave_up: u32,
+    /// Our last SCR still waits for its SCA.
+    pub scr_pending: bool,
+}
+
+/// One simulcast layer as sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaLayerView {
+    pub index: u32,
+    pub ssrc: u32,
+    pub csi: u32,
+    /// `Live`, `Avatar` (privacy switch closed) or `Off` (not requested).
+    pub state: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub packets: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaAudioView {
+    pub ssrc: u32,
+    pub csi: u32,
+    /// `Live` or `Muted`.
+    pub state: &'static str,
+    pub packets: u64,
+}
+
+/// One stream the node sends.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaReceiveView {
+    pub ssrc: u32,
+    pub csi: Option<u32>,
+    pub packets: u64,
+    /// Whole frames out of the depayloader.
+    pub frames: u64,
 }
 
 /// Camera and layout, as the privacy switch and the xAPI set them.
@@ -325,6 +388,7 @@ impl DeviceStatus {
             },
             xapi: XapiStatus::default(),
             reachability: ReachabilityStatus::default(),
+            media: MediaStatus::default(),
             cloud: CloudHealth {
                 gds_url: gds_url.to_string(),
                 state: CloudState::Unknown,
@@ -582,6 +646,47 @@ impl DeviceStatus {
             "Desyncs": l.desyncs, "BadEvents": l.bad_events,
         });
         tree["Calls"] = calls;
+        if let Some(m) = &self.media.session {
+            tree["Media"] = json!({
+                "CallId": m.call_id,
+                "Node": m.node,
+                "Layout": m.layout,
+                "Transmit": {
+                    "Video": { "Layer": m.layers.iter().map(|l| json!({
+                        "id": l.index + 1,
+                        "Ssrc": format!("{:#010x}", l.ssrc),
+                        "Csi": l.csi,
+                        "State": l.state,
+                        "Resolution": format!("{}x{}", l.width, l.height),
+                        "FrameRate": l.fps,
+                        "BitrateKbps": l.bitrate_kbps,
+                        "Packets": l.packets,
+                    })).collect::<Vec<_>>() },
+                    "Audio": {
+                        "Ssrc": format!("{:#010x}", m.audio.ssrc),
+                        "Csi": m.audio.csi,
+                        "State": m.audio.state,
+                        "Packets": m.audio.packets,
+                    },
+                },
+                "Receive": { "Stream": m.receive.iter().enumerate().map(|(i, r)| json!({
+                    "id": i + 1,
+                    "Ssrc": format!("{:#010x}", r.ssrc),
+                    "Csi": r.csi.map(|c| c.to_string()).unwrap_or_default(),
+                    "Packets": r.packets,
+                    "Frames": r.frames,
+                })).collect::<Vec<_>>() },
+                "Multistream": {
+                    "ScrReceived": m.scr_received,
+                    "ScaSent": m.sca_sent,
+                    "ScrSent": m.scr_sent,
+                    "ScaReceived": m.sca_received,
+                    "ScrResends": m.scr_resends,
+                    "ScrGaveUp": m.scr_gave_up,
+                    "ScrPending": m.scr_pending,
+                },
+            });
+        }
         let hw = &self.hardware;
         let mut gpio = json!({
             "Backend": hw.gpio,

@@ -22,6 +22,8 @@ pub enum MediaError {
         value: String,
         reason: String,
     },
+    /// GStreamer pipeline: {0}
+    Pipeline(String),
 }
 
 /// Initialises GStreamer (idempotent) and returns its version string.

@@ -1,6 +1,12 @@
-//! Media through GStreamer. For now: initialisation and checking that the board's
-//! elements exist; capture and simulcast encoding arrive with the media engine.
+//! Media through GStreamer (wire profile §7, `docs/media.md`): the send graph (one capture, a
+//! tee, a simulcast layer per branch), the receive pipelines, and the per-call session
+//! speaking multistream.
 
+pub mod graph;
 pub mod gst;
 pub mod layers;
 pub mod layout;
+pub mod plan;
+pub mod receive_pipeline;
+pub mod send_pipeline;
+pub mod session;

@@ -33,6 +33,12 @@ pub async fn start_sim(dir: &Path) -> SimHandle {
 /// would dominate the suite, above all under qemu. `tests/reachability.rs` uses the full 210.
 pub const SMALL_CALLIOPE: (u32, u32) = (3, 1);
 
+/// The sim's media node for tests that are not about media: it asks for no layers, sends no
+/// streams and decodes nothing, so a call costs a small capture and Opus, not three encoders
+/// (above all under qemu). Tests about media put their own `[media]` in the scenario.
+pub const QUIET_MEDIA_NODE: &str =
+    "[media]\nauto_scr = false\nsend_streams = false\ndecode = false\n";
+
 /// A configuration for an in-process daemon talking to `sim`, with its files under `dir`.
 pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
     let mut config = Config::default();
@@ -43,6 +49,10 @@ pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
     config.cloud.extra_ca_files = vec![sim.ca_path().to_path_buf()];
     // Parallel daemons must not fight over the default xAPI port.
     config.xapi.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    // A small capture: most tests place calls without caring about the pictures.
+    config.media.capture_width = 320;
+    config.media.capture_height = 180;
+    config.media.capture_fps = 15;
     config
 }
 
@@ -274,9 +284,15 @@ pub async fn start_activation_sim(dir: &Path, extra_toml: &str) -> SimHandle {
             SMALL_CALLIOPE.0, SMALL_CALLIOPE.1
         )
     };
+    let media = if extra_toml.contains("[media]") {
+        ""
+    } else {
+        QUIET_MEDIA_NODE
+    };
     let scenario = roomd_sim::Scenario::from_toml_str(&format!(
         r#"{extra_toml}
 {calliope}
+{media}
 [[devices]]
 activation_code = "4353450012345678"
 [[devices]]

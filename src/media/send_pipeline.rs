@@ -1,0 +1,256 @@
+//! The send pipeline: the graph of [`super::graph`] running, its RTP packets handed to the
+//! session through a channel, and the knobs an SCR turns (per-layer valve, caps, bitrate)
+//! without touching the capture. Dropping it sets the pipeline to Null.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::StreamExt as _;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+use super::graph::{self, GraphSpec};
+use super::gst::MediaError;
+use super::layers::LayerConfig;
+
+/// Pipelines built and not yet torn down, for the teardown test and status.
+static LIVE_PIPELINES: AtomicUsize = AtomicUsize::new(0);
+
+/// Send and receive pipelines alive in this process.
+pub fn live_pipelines() -> usize {
+    LIVE_PIPELINES.load(Ordering::SeqCst)
+}
+
+/// Counts a pipeline as alive until dropped (after it was set to Null).
+#[derive(Debug)]
+pub(crate) struct LiveGuard;
+
+impl LiveGuard {
+    pub(crate) fn new() -> Self {
+        LIVE_PIPELINES.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        LIVE_PIPELINES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Which branch a packet came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendStream {
+    Audio,
+    Layer(usize),
+}
+
+/// One RTP packet as the payloader made it (no CSI extension yet, payloader SSRC).
+#[derive(Debug)]
+pub struct OutPacket {
+    pub stream: SendStream,
+    pub data: Vec<u8>,
+}
+
+/// What the pipeline's bus reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineEvent {
+    /// The pipeline reached PLAYING.
+    Playing,
+    /// An element failed: the message names it.
+    Error(String),
+    Eos,
+}
+
+#[derive(Debug)]
+struct LayerElements {
+    valve: gst::Element,
+    caps: gst::Element,
+    encoder: gst::Element,
+    /// The encoder takes a `bitrate` in kbit/s (x264enc, openh264enc do).
+    bitrate_property: bool,
+}
+
+#[derive(Debug)]
+pub struct SendPipeline {
+    pipeline: gst::Pipeline,
+    layers: Vec<LayerElements>,
+    audio_valve: Option<gst::Element>,
+    _live: LiveGuard,
+}
+
+fn element(pipeline: &gst::Pipeline, name: &str) -> Result<gst::Element, MediaError> {
+    pipeline
+        .by_name(name)
+        .ok_or_else(|| MediaError::Pipeline(format!("element {name} missing from the graph")))
+}
+
+fn attach_sink(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    stream: SendStream,
+    packets: mpsc::Sender<OutPacket>,
+) -> Result<(), MediaError> {
+    let sink = element(pipeline, name)?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| MediaError::Pipeline(format!("{name} is not an appsink")))?;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buffer) = sample.buffer() {
+                    if let Ok(map) = buffer.map_readable() {
+                        // A full channel means the session is behind: drop, as the network would.
+                        let _ = packets.try_send(OutPacket {
+                            stream,
+                            data: map.to_vec(),
+                        });
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+impl SendPipeline {
+    /// Parses and wires the graph; nothing runs until [`start`](Self::start).
+    pub fn build(spec: &GraphSpec, packets: mpsc::Sender<OutPacket>) -> Result<Self, MediaError> {
+        super::gst::init()?;
+        let text = graph::describe(spec);
+        let pipeline = gst::parse::launch(&text)
+            .map_err(|e| MediaError::Pipeline(format!("the send graph does not parse: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| MediaError::Pipeline("the send graph is not a pipeline".into()))?;
+        let live = LiveGuard::new();
+        let mut layers = Vec::with_capacity(spec.layers);
+        for i in 0..spec.layers {
+            let encoder = element(&pipeline, &graph::layer_encoder(i))?;
+            let bitrate_property = encoder
+                .find_property("bitrate")
+                .is_some_and(|p| p.value_type() == u32::static_type());
+            layers.push(LayerElements {
+                valve: element(&pipeline, &graph::layer_valve(i))?,
+                caps: element(&pipeline, &graph::layer_caps(i))?,
+                encoder,
+                bitrate_property,
+            });
+            if spec.sink == "appsink" {
+                attach_sink(
+                    &pipeline,
+                    &graph::layer_sink(i),
+                    SendStream::Layer(i),
+                    packets.clone(),
+                )?;
+            }
+        }
+        let audio_valve = if spec.audio {
+            if spec.sink == "appsink" {
+                attach_sink(&pipeline, graph::AUDIO_SINK, SendStream::Audio, packets)?;
+            }
+            Some(element(&pipeline, graph::AUDIO_VALVE)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            pipeline,
+            layers,
+            audio_valve,
+            _live: live,
+        })
+    }
+
+    /// Bus messages that matter, as a stream (errors name the element).
+    pub fn events(&self) -> impl futures_util::Stream<Item = PipelineEvent> + Send + 'static {
+        let bus = self.pipeline.bus().expect("a pipeline has a bus");
+        let pipeline = self.pipeline.clone();
+        bus.stream().filter_map(move |message| {
+            use gst::MessageView;
+            let event = match message.view() {
+                MessageView::Error(e) => Some(PipelineEvent::Error(format!(
+                    "{}: {}{}",
+                    e.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
+                    e.error(),
+                    e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+                ))),
+                MessageView::Eos(_) => Some(PipelineEvent::Eos),
+                MessageView::StateChanged(s)
+                    if s.src() == Some(pipeline.upcast_ref::<gst::Object>())
+                        && s.current() == gst::State::Playing =>
+                {
+                    Some(PipelineEvent::Playing)
+                }
+                _ => None,
+            };
+            std::future::ready(event)
+        })
+    }
+
+    pub fn start(&self) -> Result<(), MediaError> {
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| MediaError::Pipeline("the send pipeline refused to start".into()))
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Encodes layer `i` as `config`, or stops it (`None`). The capture keeps running.
+    pub fn configure_layer(&self, i: usize, config: Option<LayerConfig>) {
+        let Some(layer) = self.layers.get(i) else {
+            return;
+        };
+        match config {
+            Some(c) => {
+                let caps = graph::layer_caps_string(c.width, c.height, c.fps)
+                    .parse::<gst::Caps>()
+                    .expect("layer caps are well formed");
+                layer.caps.set_property("caps", &caps);
+                if layer.bitrate_property {
+                    layer.encoder.set_property("bitrate", c.bitrate_kbps);
+                }
+                let was_stopped = layer.valve.property::<bool>("drop");
+                layer.valve.set_property("drop", false);
+                if was_stopped {
+                    request_key_frame(&layer.encoder);
+                }
+            }
+            None => layer.valve.set_property("drop", true),
+        }
+    }
+
+    /// Stops or restarts the microphone's encoding (mute).
+    pub fn set_audio_sending(&self, sending: bool) {
+        if let Some(valve) = &self.audio_valve {
+            valve.set_property("drop", !sending);
+        }
+    }
+
+    /// Sets the pipeline to Null and waits for it to get there.
+    pub fn stop(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
+    }
+}
+
+impl Drop for SendPipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Asks an encoder for an IDR with SPS/PPS, so a restarted layer is decodable at once.
+pub(crate) fn request_key_frame(encoder: &gst::Element) {
+    let structure = gst::Structure::builder("GstForceKeyUnit")
+        .field("all-headers", true)
+        .build();
+    if let Some(pad) = encoder.static_pad("src") {
+        pad.send_event(gst::event::CustomUpstream::new(structure));
+    }
+}

@@ -1,0 +1,94 @@
+//! Every call's pipelines go to Null and are freed when the call ends: the process has no
+//! more GStreamer pipelines, threads or file descriptors after three calls than after one.
+//! Alone in its test binary, so no other test's pipelines or threads are counted.
+
+mod support;
+
+use std::time::Duration;
+
+use roomd::daemon::room::DialRequest;
+use roomd::media::send_pipeline::live_pipelines;
+use serde_json::Value;
+use support::{wait_status, wait_status_within};
+
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(if cfg!(target_arch = "aarch64") {
+    240
+} else {
+    60
+});
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every part runs: three layers, the node decoding them and sending seven streams back.
+    let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\n";
+    let (sim, daemon, mut status) = support::registered_daemon(dir.path(), scenario, |_| {}).await;
+    wait_status(&mut status, "call control available", |s| {
+        s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
+    })
+    .await;
+    let mut after = Vec::new();
+    for call in 1..=3 {
+        daemon
+            .room()
+            .dial(DialRequest {
+                number: Some("bob@example.com".into()),
+                booking_id: None,
+                source: "test".into(),
+            })
+            .await
+            .unwrap();
+        let s = wait_status_within(MEDIA_TIMEOUT, &mut status, "media both ways", |s| {
+            s.media.session.as_ref().is_some_and(|m| {
+                m.layers.iter().all(|l| l.packets > 0)
+                    && !m.receive.is_empty()
+                    && m.receive.iter().all(|r| r.frames > 0)
+            })
+        })
+        .await;
+        assert!(live_pipelines() >= 2, "send and receive pipelines run");
+        let ssrc = s.media.session.as_ref().unwrap().layers[0].ssrc;
+        sim.wait_media(MEDIA_TIMEOUT, "the node decodes", |m| {
+            m["sessions"].as_array().is_some_and(|sessions| {
+                sessions.iter().any(|s| {
+                    s["streams"].as_array().is_some_and(|streams| {
+                        streams
+                            .iter()
+                            .any(|st| st["ssrc"] == ssrc && st["framesDecoded"].as_u64() > Some(0))
+                    })
+                })
+            })
+        })
+        .await;
+        daemon.room().calls().disconnect(None).await.unwrap();
+        wait_status_within(MEDIA_TIMEOUT, &mut status, "media torn down", |s| {
+            s.media.session.is_none() && s.calls.active.is_empty()
+        })
+        .await;
+        assert_eq!(live_pipelines(), 0, "call {call}: every pipeline freed");
+        sim.wait_media(MEDIA_TIMEOUT, "the node ended the session", |m: &Value| {
+            m["sessions"]
+                .as_array()
+                .is_some_and(|s| s.len() == call && s.iter().all(|s| s["ended"] == true))
+        })
+        .await;
+        after.push((count("/proc/self/task"), count("/proc/self/fd")));
+    }
+    let (threads_1, fds_1) = after[0];
+    let (threads_3, fds_3) = after[2];
+    // GLib keeps up to two idle pool threads around; a leak would add the encoders' and
+    // streaming threads of every call (dozens).
+    assert!(
+        threads_3 <= threads_1 + 2,
+        "threads after each call: {after:?} (threads, fds)"
+    );
+    assert!(
+        fds_3 <= fds_1,
+        "fds after each call: {after:?} (threads, fds)"
+    );
+    daemon.run_until(async {}).await;
+}
