@@ -30,8 +30,13 @@
 //!   routes and [`SimHandle`] mirrors.
 //! - `locus`: Locus call control (`/locus/api/v1/loci/…`: call, meetingInfo, join/accept, decline,
 //!   alert, leave, hold, DTMF, sync), the locus model with u64 sequences, `locus.*` mercury events
-//!   with the admin's delta fault modes, the STUN media node named in join answers' remote SDP, its
+//!   with the admin's delta fault modes, join answers whose remote SDP names the media node, its
 //!   `/admin/locus*` routes and [`SimHandle`] mirrors; scenario `[locus]`.
+//! - `media`: the media node (wire profile §7): one UDP socket answering STUN, demultiplexing RTP and
+//!   RTCP per device session, decoding received H.264 with GStreamer (real sizes and frame rate),
+//!   the multistream SCA/SCR exchange both ways (the node's three-layer SCR, resends, acks), the
+//!   streams a device SCR asks for (encoded with GStreamer, CSI in the RTP header extension), its
+//!   `/admin/media*` routes, [`SimHandle::media`] and `wait_media`; scenario `[media]`.
 //! - `calliope`: media reachability: `/calliope/api/discovery/v1/clusters`, one udp, tcp and xtls
 //!   STUN node per generated cluster with injected RTTs (scenario `[calliope]`), misbehaving
 //!   clusters, `/admin/calliope*` and [`SimHandle`] mirrors.
@@ -53,6 +58,7 @@ mod gds;
 mod http;
 mod identity;
 mod locus;
+mod media;
 mod meeting_server;
 mod mercury;
 mod recorder;
@@ -77,6 +83,7 @@ pub use calendar::{
 pub use calliope::{BEST_MARGIN_MS, CalliopeScenario, MAX_CLUSTERS, TRANSPORTS, Transport};
 pub use faults::Fault;
 pub use locus::{LocusScenario, MAX_ANSWER_DELAY_MS, MAX_DTMF_TONES, MAX_SEQUENCE_ENTRIES};
+pub use media::{MAX_SCR_CHANGE_SECS, MAX_SEND_FPS, MAX_SEND_FS, MediaScenario};
 pub use meeting_server::{
     CMS_CA_COMMON_NAME, CmsCall, CmsCallFields, CmsClose, CmsConfigPatch, CmsConnection,
     CmsDirection, CmsError, CmsFrame, CmsParticipant, CmsParticipantFields, CmsResource, CmsScript,

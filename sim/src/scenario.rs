@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{BookingSpec, KmsScenario};
 use crate::calliope::CalliopeScenario;
 use crate::locus::LocusScenario;
+use crate::media::MediaScenario;
 use crate::meeting_server::MeetingServerScenario;
 
 /// Everything the simulator serves that a test may want to vary.
@@ -32,6 +33,8 @@ pub struct Scenario {
     pub locus: LocusScenario,
     /// `[calliope]`: the generated media clusters and their STUN nodes.
     pub calliope: CalliopeScenario,
+    /// `[media]`: what the media node does with the device's media (SCRs, streams, decoding).
+    pub media: MediaScenario,
     /// `[tokens]`: lifetimes of the tokens activation and identity issue.
     pub tokens: TokensScenario,
     /// `[wdm]`: what device registration answers.
@@ -354,6 +357,7 @@ impl Scenario {
         self.meeting_server.validate()?;
         self.locus.validate()?;
         self.calliope.validate()?;
+        self.media.validate()?;
         crate::calendar::validate_scenario(self)?;
         for (i, c) in self.clusters.iter().enumerate() {
             if c.name.trim().is_empty() {
@@ -457,6 +461,7 @@ mod tests {
         assert_eq!(s.kms, KmsScenario::default());
         assert_eq!(s.locus, LocusScenario::default());
         assert_eq!(s.calliope, CalliopeScenario::default());
+        assert_eq!(s.media, MediaScenario::default());
         assert_eq!(s.bookings.len(), 3);
         assert_eq!(s.bookings[0].start_in_mins, Some(10));
         assert!(s.bookings[0].webex_uri.is_some());
@@ -645,6 +650,49 @@ mod tests {
                 "rtt_max_ms",
             ),
             ("[calliope]\nnodes = 1\n", "unknown field `nodes`"),
+        ] {
+            let err = Scenario::from_toml_str(toml).expect_err(toml);
+            assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn media_table() {
+        let d = MediaScenario::default();
+        assert!(d.auto_scr && d.send_streams && d.decode);
+        assert_eq!(
+            (d.send_max_fs, d.send_fps, d.scr_change_after_secs),
+            (920, 15, 0)
+        );
+        let s = Scenario::from_toml_str(
+            "[media]\nauto_scr = false\nsend_streams = false\nsend_max_fs = 240\nsend_fps = 10\n\
+             scr_change_after_secs = 20\ndecode = false\n",
+        )
+        .expect("scenario");
+        assert_eq!(
+            s.media,
+            MediaScenario {
+                auto_scr: false,
+                send_streams: false,
+                send_max_fs: 240,
+                send_fps: 10,
+                scr_change_after_secs: 20,
+                decode: false,
+            }
+        );
+        let json = serde_json::to_string(&s).expect("serialize");
+        assert_eq!(Scenario::from_json_str(&json).expect("parse"), s);
+        for (toml, want) in [
+            ("[media]\nsend_fps = 0\n", "media.send_fps"),
+            ("[media]\nsend_fps = 61\n", "media.send_fps"),
+            ("[media]\nsend_max_fs = 3\n", "media.send_max_fs"),
+            ("[media]\nsend_max_fs = 9000\n", "media.send_max_fs"),
+            (
+                "[media]\nscr_change_after_secs = 3601\n",
+                "scr_change_after_secs",
+            ),
+            ("[media]\nauto_src = true\n", "unknown field `auto_src`"),
+            ("[media]\ndecode = \"yes\"\n", "invalid type"),
         ] {
             let err = Scenario::from_toml_str(toml).expect_err(toml);
             assert!(format!("{err:#}").contains(want), "{toml}: {err:#}");

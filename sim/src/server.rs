@@ -28,7 +28,9 @@ use crate::scenario::{MAX_AUTH_TIMEOUT_SECS, Scenario, WdmFeatures};
 use crate::shutdown::{self, Trigger};
 use crate::state::{AppState, Endpoints, ListenerCtx, SimState};
 use crate::udp::{self, UdpDatagram};
-use crate::{activation, auth, calendar, calliope, gds, identity, locus, mercury, tls, u2c, wdm};
+use crate::{
+    activation, auth, calendar, calliope, gds, identity, locus, media, mercury, tls, u2c, wdm,
+};
 
 /// How long [`SimHandle::shutdown`] waits for the tasks before aborting them.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
@@ -164,7 +166,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         udp_sockets.push(socket);
     }
 
-    let media_socket = locus::bind_media_node(opts.bind).await?;
+    let media_socket = media::bind(opts.bind).await?;
     let media_node = media_socket.local_addr().context("media node address")?;
     let (calliope_state, calliope_sockets) =
         calliope::bind(&opts.scenario.calliope, opts.bind).await?;
@@ -216,11 +218,13 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         proxy_ca_pem: proxy_material.ca_pem.clone(),
         media_node,
     };
+    let (media_node, media_outbox) = media::MediaNode::new(media_node);
     let sim = Arc::new(SimState::new(
         opts.scenario,
         endpoints,
         Arc::clone(&alt_control),
         Arc::clone(&calliope_state),
+        media_node,
     ));
     let (trigger, shutdown) = shutdown::channel();
     let app = |name: &'static str, base_url: String| AppState {
@@ -239,7 +243,8 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     .merge(cms_admin)
     .merge(calendar::admin_router(Arc::clone(&sim)))
     .merge(locus::admin_router(Arc::clone(&sim)))
-    .merge(calliope::admin_router(Arc::clone(&sim)));
+    .merge(calliope::admin_router(Arc::clone(&sim)))
+    .merge(media::admin_router(Arc::clone(&sim)));
     // The xtls nodes use the main certificate (it names 127.0.0.1), without ALPN.
     let mut xtls_config = (*material.server_config).clone();
     xtls_config.alpn_protocols.clear();
@@ -273,8 +278,9 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
             "admin",
         )),
         cms_task,
-        tokio::spawn(locus::run_media_node(
+        tokio::spawn(media::run(
             media_socket,
+            media_outbox,
             Arc::clone(&sim),
             shutdown.clone(),
         )),

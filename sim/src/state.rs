@@ -9,6 +9,7 @@ use crate::calendar::Calendar;
 use crate::calliope::Calliope;
 use crate::faults::FaultTable;
 use crate::locus::Loci;
+use crate::media::MediaNode;
 use crate::mercury::Hub;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
 use crate::scenario::{Scenario, WdmFeatures};
@@ -50,6 +51,8 @@ pub(crate) struct SimState {
     pub locus: Loci,
     /// The media clusters (bound at start).
     pub calliope: Arc<Calliope>,
+    /// The media node: offers, sessions, SCA/SCR records (its socket is bound at start).
+    pub media: MediaNode,
 }
 
 impl SimState {
@@ -58,6 +61,7 @@ impl SimState {
         endpoints: Endpoints,
         alt: Arc<AltControl>,
         calliope: Arc<Calliope>,
+        media: MediaNode,
     ) -> Self {
         Self {
             activation: Activation::new(&scenario),
@@ -73,6 +77,7 @@ impl SimState {
             alt,
             locus: Loci::default(),
             calliope,
+            media,
         }
     }
 

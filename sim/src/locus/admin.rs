@@ -2,6 +2,7 @@
 //! listing of every locus. JSON in and out, errors `{"error": "..."}` with 400, 404 or 409.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -57,7 +58,10 @@ pub(crate) fn router(sim: Arc<SimState>) -> Router {
 }
 
 async fn list(State(sim): Sim) -> Json<Value> {
-    Json(sim.locus.snapshot(sim.endpoints.media_node))
+    Json(sim.locus.snapshot(
+        sim.endpoints.media_node,
+        sim.media.binding_requests.load(Ordering::Relaxed),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

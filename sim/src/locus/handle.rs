@@ -1,6 +1,7 @@
 //! [`SimHandle`] mirrors of `/admin/locus*`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -51,7 +52,10 @@ impl SimHandle {
     /// Every locus with participants, sequence, DTMF, joins and requests, the delta mode and the
     /// media node (as `GET /admin/locus`).
     pub fn loci(&self) -> Value {
-        self.sim.locus.snapshot(self.sim.endpoints.media_node)
+        self.sim.locus.snapshot(
+            self.sim.endpoints.media_node,
+            self.sim.media.binding_requests.load(Ordering::Relaxed),
+        )
     }
 
     /// One locus of [`loci`](Self::loci), found by its URL or id.
@@ -64,7 +68,8 @@ impl SimHandle {
             .cloned()
     }
 
-    /// The media node the join answers' remote SDP names (answers STUN Binding at once).
+    /// The media node the join answers' remote SDP names (answers STUN Binding at once; see
+    /// [`media`](Self::media) for what it received and sent).
     pub fn media_node_addr(&self) -> SocketAddr {
         self.sim.endpoints.media_node
     }

@@ -3,8 +3,6 @@
 //! - `model`: loci, participants, sequences and the DTO (full and delta).
 //! - `service`: the `/locus/api/v1` routes (call, meetingInfo, join/accept, decline, alert, leave,
 //!   controls, sendDtmf, sync, GET locus), bearer-protected, every request recorded per locus.
-//! - `media`: the media node, a UDP socket answering STUN Binding requests at once, and the remote
-//!   SDP that names it.
 //! - `admin`: `/admin/locus*`; `handle`: the [`crate::SimHandle`] mirrors.
 //!
 //! [`Loci`] holds every locus and the delta fault mode behind one mutex. Every change after a
@@ -14,19 +12,16 @@
 
 mod admin;
 mod handle;
-mod media;
 mod model;
 mod service;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub(crate) use admin::router as admin_router;
-pub(crate) use media::{bind as bind_media_node, run as run_media_node};
 pub use model::MAX_SEQUENCE_ENTRIES;
 pub(crate) use service::router as service_router;
 
@@ -158,12 +153,10 @@ struct Inner {
     skipped: u64,
 }
 
-/// Every locus, the delta fault mode and the media node's counters.
+/// Every locus and the delta fault mode.
 #[derive(Debug)]
 pub(crate) struct Loci {
     inner: Mutex<Inner>,
-    /// STUN Binding requests the media node answered.
-    pub media_requests: AtomicU64,
 }
 
 impl Default for Loci {
@@ -177,7 +170,6 @@ impl Default for Loci {
                 held: Vec::new(),
                 skipped: 0,
             }),
-            media_requests: AtomicU64::new(0),
         }
     }
 }
@@ -373,8 +365,12 @@ impl Loci {
             .ok_or_else(|| no_locus(key))
     }
 
-    /// The admin listing.
-    pub(crate) fn snapshot(&self, media_node: std::net::SocketAddr) -> Value {
+    /// The admin listing; `mediaNode` names the media node and the STUN checks it answered.
+    pub(crate) fn snapshot(
+        &self,
+        media_node: std::net::SocketAddr,
+        binding_requests: u64,
+    ) -> Value {
         let inner = lock(&self.inner);
         json!({
             "loci": inner
@@ -391,7 +387,7 @@ impl Loci {
             },
             "mediaNode": {
                 "addr": media_node.to_string(),
-                "bindingRequests": self.media_requests.load(Ordering::Relaxed),
+                "bindingRequests": binding_requests,
             },
         })
     }

@@ -13,7 +13,6 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::media::remote_sdp;
 use super::model::FarEnd;
 use super::{LocusError, MAX_DTMF_TONES};
 use crate::state::{AppState, SimState};
@@ -85,12 +84,17 @@ fn join_fields(v: &Value) -> Result<&str, LocusError> {
     Ok(device)
 }
 
-fn join_answer(sim: &SimState, locus: Value) -> Json<Value> {
+/// The join answer: the locus and the media node's answer to the body's offer (which the node
+/// records, to know the device's SSRCs and CSI extension id).
+fn join_answer(sim: &SimState, body: &Value, locus: Value) -> Json<Value> {
+    let offer = body["localMedias"][0]["localSdp"]
+        .as_str()
+        .unwrap_or_default();
     Json(json!({
         "locus": locus,
         "mediaConnections": [{
             "mediaId": uuid::Uuid::new_v4().to_string(),
-            "remoteSdp": remote_sdp(sim.endpoints.media_node),
+            "remoteSdp": crate::media::answer(sim, offer),
         }],
     }))
 }
@@ -128,7 +132,7 @@ async fn call(State(app): State<AppState>, uri: OriginalUri, body: Bytes) -> Ans
             }
         });
     }
-    Ok(join_answer(sim, dto))
+    Ok(join_answer(sim, &v, dto))
 }
 
 async fn meeting_info(State(app): State<AppState>, RawQuery(q): RawQuery) -> Answer {
@@ -164,7 +168,7 @@ async fn join(
     let device = join_fields(&v)?;
     let target = super::join(&app.sim, &id, device, &v)?;
     let dto = app.sim.locus.render(&target, Some(device))?;
-    Ok(join_answer(&app.sim, dto))
+    Ok(join_answer(&app.sim, &v, dto))
 }
 
 async fn decline(

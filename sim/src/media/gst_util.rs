@@ -1,0 +1,96 @@
+//! What the decoder and the stream sender share about GStreamer: one-time initialisation, a
+//! pipeline that goes to Null when dropped, and a bus handler that reports errors.
+
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, anyhow};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Initialises GStreamer once per process (the first call may scan the plugin registry, so the
+/// node runs it on a blocking thread). Errors name why GStreamer is unusable.
+pub(crate) async fn ensure_init() -> anyhow::Result<()> {
+    let result = match INIT.get() {
+        Some(r) => r.clone(),
+        None => {
+            let r = tokio::task::spawn_blocking(|| gst::init().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(format!("GStreamer initialisation panicked: {e}")));
+            INIT.get_or_init(|| r).clone()
+        }
+    };
+    result.map_err(|e| anyhow!("GStreamer is unavailable: {e}"))
+}
+
+/// A pipeline that is set to Null when dropped, so no path (session end, replacement, shutdown,
+/// a dropped simulator) leaves one running.
+#[derive(Debug)]
+pub(crate) struct Pipeline(gst::Pipeline);
+
+impl Pipeline {
+    /// Builds a pipeline from a `gst-launch` description.
+    pub(crate) fn launch(description: &str) -> anyhow::Result<Self> {
+        let element = gst::parse::launch(description)
+            .map_err(|e| anyhow!("{e} (pipeline \"{description}\")"))?;
+        let pipeline = element
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow!("\"{description}\" is not a pipeline"))?;
+        Ok(Self(pipeline))
+    }
+
+    /// The named element, as type `T`.
+    pub(crate) fn by_name<T: IsA<gst::Element>>(&self, name: &str) -> anyhow::Result<T> {
+        self.0
+            .by_name(name)
+            .with_context(|| format!("no element named {name}"))?
+            .downcast::<T>()
+            .map_err(|_| anyhow!("element {name} has an unexpected type"))
+    }
+
+    pub(crate) fn play(&self) -> anyhow::Result<()> {
+        self.0
+            .set_state(gst::State::Playing)
+            .map(drop)
+            .map_err(|e| anyhow!("cannot set the pipeline to Playing: {e}"))
+    }
+
+    pub(crate) fn bus(&self) -> Option<gst::Bus> {
+        self.0.bus()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.set_state(gst::State::Null) {
+            tracing::debug!(error = %e, "pipeline did not go to Null cleanly");
+        }
+    }
+}
+
+/// Handles the pipeline's bus synchronously: an error calls `on_error` with a message naming the
+/// element and the debug details; warnings are logged at debug. Every message is dropped, so
+/// none piles up on a bus nobody pops.
+pub(crate) fn watch_bus(pipeline: &Pipeline, on_error: impl Fn(String) + Send + Sync + 'static) {
+    let Some(bus) = pipeline.bus() else {
+        return;
+    };
+    bus.set_sync_handler(move |_, message| {
+        match message.view() {
+            gst::MessageView::Error(e) => {
+                let source = message
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                on_error(format!("{source}: {} ({debug})", e.error()));
+            }
+            gst::MessageView::Warning(w) => {
+                tracing::debug!(warning = %w.error(), "GStreamer warning");
+            }
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+}
