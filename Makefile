@@ -7,7 +7,7 @@
 #   make test      fmt check, clippy -D warnings, native tests, aarch64 tests under qemu (what CI runs)
 #   make test-native / make test-cross   parts of `make test`
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
-#   make bench     benchmarks: SRP (native and under qemu), event socket, calendar, xAPI, Locus and media reachability (native)
+#   make bench     benchmarks: SRP (native and under qemu), event socket, calendar, xAPI, Locus, media reachability (native), media engine (native and under qemu)
 #   make fmt | clippy | clean | clean-cache | deps | help
 #
 # Variables (all overridable: `make test JOBS=4`, or from the environment):
@@ -106,6 +106,8 @@ bench: deps target-link
 	@$(CARGO_ENV) $(CARGO) bench --bench xapi -j $(JOBS)
 	@$(CARGO_ENV) $(CARGO) bench --bench locus -j $(JOBS)
 	@$(CARGO_ENV) $(CARGO) bench --bench reachability -j $(JOBS)
+	@$(CARGO_ENV) $(CARGO) bench --bench media -j $(JOBS)
+	@$(CARGO_ENV) $(CARGO) bench --bench media --target $(CROSS_TARGET) -j $(JOBS)
 
 fmt: deps-native
 	@$(CARGO) fmt --all

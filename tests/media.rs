@@ -257,7 +257,7 @@ async fn simulcast_layers_are_decoded_at_the_requested_sizes_and_follow_scr_chan
             .is_some_and(|s| s.iter().all(|s| s["ended"] == true))
     })
     .await;
-    daemon.run_until(async {}).await;
+    let _ = daemon.run_until(async {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +358,7 @@ async fn mute_and_privacy_change_the_sca_and_stop_the_payload() {
         newest(m, video).is_some_and(|s| s["live"] == 1) && packets(m, video) > video_at[0]
     })
     .await;
-    daemon.run_until(async {}).await;
+    let _ = daemon.run_until(async {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,5 +467,5 @@ async fn an_unacknowledged_scr_is_resent_eight_times_then_given_up() {
             .is_some_and(|m| !m.scr_pending && m.layout == "single")
     })
     .await;
-    daemon.run_until(async {}).await;
+    let _ = daemon.run_until(async {}).await;
 }

@@ -78,6 +78,7 @@ async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
         .await;
         after.push((count("/proc/self/task"), count("/proc/self/fd")));
     }
+    eprintln!("threads and fds after each call: {after:?}");
     let (threads_1, fds_1) = after[0];
     let (threads_3, fds_3) = after[2];
     // GLib keeps up to two idle pool threads around; a leak would add the encoders' and
@@ -90,5 +91,5 @@ async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
         fds_3 <= fds_1,
         "fds after each call: {after:?} (threads, fds)"
     );
-    daemon.run_until(async {}).await;
+    let _ = daemon.run_until(async {}).await;
 }

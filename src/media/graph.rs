@@ -125,7 +125,8 @@ pub fn describe(spec: &GraphSpec) -> String {
         let _ = write!(
             text,
             " vtee. ! {queue} ! valve name={} drop={} ! videoscale ! videorate drop-only=true \
-             ! capsfilter name={} caps=\"{}\" ! {} ! rtph264pay pt={VIDEO_PT} mtu={PAYLOADER_MTU} \
+             ! capsfilter name={} caps=\"{}\" ! {} ! video/x-h264,profile=constrained-baseline \
+             ! rtph264pay pt={VIDEO_PT} mtu={PAYLOADER_MTU} \
              config-interval=-1 aggregate-mode=zero-latency ! {}",
             layer_valve(i),
             spec.layers_start_stopped,

@@ -25,6 +25,10 @@ pub async fn start_sim(dir: &Path) -> SimHandle {
     let mut options = SimOptions::new(dir.join("sim"));
     options.scenario.calliope.clusters = SMALL_CALLIOPE.0;
     options.scenario.calliope.silent = SMALL_CALLIOPE.1;
+    // As QUIET_MEDIA_NODE: no layers asked for, no streams sent, nothing decoded.
+    options.scenario.media.auto_scr = false;
+    options.scenario.media.send_streams = false;
+    options.scenario.media.decode = false;
     roomd_sim::start(options).await.expect("simulator starts")
 }
 
