@@ -1,6 +1,8 @@
 //! Call Analyzer diagnostic events (wire profile §5, seed 000 "Call Analyzer Events"): each is
 //! logged as `Diagnostic event: <name>` with the call's correlation id and kept per call.
 
+use crate::media::session::events as media;
+
 pub const CALL_INITIATED: &str = "client.call.initiated";
 pub const LOCAL_SDP_GENERATED: &str = "client.media-engine.local-sdp-generated";
 pub const JOIN_REQUEST: &str = "client.locus.join.request";
@@ -11,7 +13,7 @@ pub const ICE_END: &str = "client.ice.end";
 pub const MEDIA_ENGINE_READY: &str = "client.media-engine.ready";
 pub const CALL_LEAVE: &str = "client.call.leave";
 
-/// The order wire profile §5 lists them in (the media ones come with the media engine).
+/// The order wire profile §5 lists them in (the media ones are raised by the media session).
 pub const PROFILE_ORDER: [&str; 15] = [
     CALL_INITIATED,
     LOCAL_SDP_GENERATED,
@@ -21,11 +23,11 @@ pub const PROFILE_ORDER: [&str; 15] = [
     ICE_START,
     ICE_END,
     MEDIA_ENGINE_READY,
-    "client.media.tx.start",
-    "client.media.rx.start",
-    "client.media.render.start",
-    "client.mediaquality.event",
+    media::TX_START,
+    media::RX_START,
+    media::RENDER_START,
+    media::QUALITY,
     CALL_LEAVE,
-    "client.media.tx.stop",
-    "client.media.render.stop",
+    media::TX_STOP,
+    media::RENDER_STOP,
 ];

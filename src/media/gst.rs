@@ -26,6 +26,65 @@ pub enum MediaError {
     Pipeline(String),
 }
 
+/// Pipelines built and not yet torn down, for the teardown test.
+static LIVE_PIPELINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// roomd's send and receive pipelines alive in this process.
+pub fn live_pipelines() -> usize {
+    LIVE_PIPELINES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A pipeline parsed from launch text that goes to Null (and waits for it) when dropped, and
+/// counts in [`live_pipelines`] until then.
+#[derive(Debug)]
+pub struct OwnedPipeline(gst::Pipeline);
+
+impl OwnedPipeline {
+    /// Parses `text`; `what` names the graph in errors ("the send graph").
+    pub fn launch(text: &str, what: &str) -> Result<Self, MediaError> {
+        init()?;
+        let pipeline = gst::parse::launch(text)
+            .map_err(|e| MediaError::Pipeline(format!("{what} does not parse: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| MediaError::Pipeline(format!("{what} is not a pipeline")))?;
+        LIVE_PIPELINES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Self(pipeline))
+    }
+
+    /// The element named `name`, cast to `T`.
+    pub fn element<T: IsA<gst::Element>>(&self, name: &str) -> Result<T, MediaError> {
+        self.0
+            .by_name(name)
+            .ok_or_else(|| MediaError::Pipeline(format!("element {name} missing from the graph")))?
+            .downcast::<T>()
+            .map_err(|_| MediaError::Pipeline(format!("element {name} has the wrong type")))
+    }
+
+    pub fn play(&self, what: &str) -> Result<(), MediaError> {
+        self.0
+            .set_state(gst::State::Playing)
+            .map(|_| ())
+            .map_err(|_| MediaError::Pipeline(format!("{what} refused to start")))
+    }
+
+    /// Sets the pipeline to Null and waits (bounded) for it to get there.
+    pub fn stop(&self) {
+        let _ = self.0.set_state(gst::State::Null);
+        let _ = self.0.state(gst::ClockTime::from_seconds(5));
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.0
+    }
+}
+
+impl Drop for OwnedPipeline {
+    fn drop(&mut self) {
+        self.stop();
+        LIVE_PIPELINES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Initialises GStreamer (idempotent) and returns its version string.
 pub fn init() -> Result<String, MediaError> {
     gst::init().map_err(|e| MediaError::Init(e.to_string()))?;

@@ -6,44 +6,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use super::graph::VIDEO_PT;
-use super::gst::MediaError;
-use super::send_pipeline::LiveGuard;
+use super::gst::{MediaError, OwnedPipeline};
 
 #[derive(Debug)]
 pub struct ReceivePipeline {
-    pipeline: gst::Pipeline,
+    /// Goes to Null when dropped.
+    _pipeline: OwnedPipeline,
     src: gst_app::AppSrc,
     frames: Arc<AtomicU64>,
-    _live: LiveGuard,
 }
 
 impl ReceivePipeline {
     /// `first_frame` gets `ssrc` once, when the first whole frame comes out.
     pub fn start(ssrc: u32, first_frame: mpsc::UnboundedSender<u32>) -> Result<Self, MediaError> {
-        super::gst::init()?;
         let text = format!(
             "appsrc name=src is-live=true format=time do-timestamp=true \
              caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload={VIDEO_PT}\" \
              ! rtph264depay ! h264parse ! appsink name=sink sync=false"
         );
-        let pipeline = gst::parse::launch(&text)
-            .map_err(|e| MediaError::Pipeline(format!("the receive graph does not parse: {e}")))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| MediaError::Pipeline("the receive graph is not a pipeline".into()))?;
-        let live = LiveGuard::new();
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| MediaError::Pipeline("receive graph has no appsrc".into()))?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| MediaError::Pipeline("receive graph has no appsink".into()))?;
+        let pipeline = OwnedPipeline::launch(&text, "the receive graph")?;
+        let src: gst_app::AppSrc = pipeline.element("src")?;
+        let sink: gst_app::AppSink = pipeline.element("sink")?;
         let frames = Arc::new(AtomicU64::new(0));
         let counter = frames.clone();
         sink.set_callbacks(
@@ -57,14 +44,11 @@ impl ReceivePipeline {
                 })
                 .build(),
         );
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| MediaError::Pipeline("the receive pipeline refused to start".into()))?;
+        pipeline.play("the receive pipeline")?;
         Ok(Self {
-            pipeline,
+            _pipeline: pipeline,
             src,
             frames,
-            _live: live,
         })
     }
 
@@ -76,12 +60,5 @@ impl ReceivePipeline {
 
     pub fn frames(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for ReceivePipeline {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-        let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
     }
 }

@@ -2,8 +2,6 @@
 //! session through a channel, and the knobs an SCR turns (per-layer valve, caps, bitrate)
 //! without touching the capture. Dropping it sets the pipeline to Null.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use futures_util::StreamExt as _;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -11,33 +9,8 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use super::graph::{self, GraphSpec};
-use super::gst::MediaError;
+use super::gst::{MediaError, OwnedPipeline};
 use super::layers::LayerConfig;
-
-/// Pipelines built and not yet torn down, for the teardown test and status.
-static LIVE_PIPELINES: AtomicUsize = AtomicUsize::new(0);
-
-/// Send and receive pipelines alive in this process.
-pub fn live_pipelines() -> usize {
-    LIVE_PIPELINES.load(Ordering::SeqCst)
-}
-
-/// Counts a pipeline as alive until dropped (after it was set to Null).
-#[derive(Debug)]
-pub(crate) struct LiveGuard;
-
-impl LiveGuard {
-    pub(crate) fn new() -> Self {
-        LIVE_PIPELINES.fetch_add(1, Ordering::SeqCst);
-        Self
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        LIVE_PIPELINES.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Which branch a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,27 +47,18 @@ struct LayerElements {
 
 #[derive(Debug)]
 pub struct SendPipeline {
-    pipeline: gst::Pipeline,
+    pipeline: OwnedPipeline,
     layers: Vec<LayerElements>,
     audio_valve: Option<gst::Element>,
-    _live: LiveGuard,
-}
-
-fn element(pipeline: &gst::Pipeline, name: &str) -> Result<gst::Element, MediaError> {
-    pipeline
-        .by_name(name)
-        .ok_or_else(|| MediaError::Pipeline(format!("element {name} missing from the graph")))
 }
 
 fn attach_sink(
-    pipeline: &gst::Pipeline,
+    pipeline: &OwnedPipeline,
     name: &str,
     stream: SendStream,
     packets: mpsc::Sender<OutPacket>,
 ) -> Result<(), MediaError> {
-    let sink = element(pipeline, name)?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| MediaError::Pipeline(format!("{name} is not an appsink")))?;
+    let sink: gst_app::AppSink = pipeline.element(name)?;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -118,22 +82,16 @@ fn attach_sink(
 impl SendPipeline {
     /// Parses and wires the graph; nothing runs until [`start`](Self::start).
     pub fn build(spec: &GraphSpec, packets: mpsc::Sender<OutPacket>) -> Result<Self, MediaError> {
-        super::gst::init()?;
-        let text = graph::describe(spec);
-        let pipeline = gst::parse::launch(&text)
-            .map_err(|e| MediaError::Pipeline(format!("the send graph does not parse: {e}")))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| MediaError::Pipeline("the send graph is not a pipeline".into()))?;
-        let live = LiveGuard::new();
+        let pipeline = OwnedPipeline::launch(&graph::describe(spec), "the send graph")?;
         let mut layers = Vec::with_capacity(spec.layers);
         for i in 0..spec.layers {
-            let encoder = element(&pipeline, &graph::layer_encoder(i))?;
+            let encoder: gst::Element = pipeline.element(&graph::layer_encoder(i))?;
             let bitrate_property = encoder
                 .find_property("bitrate")
                 .is_some_and(|p| p.value_type() == u32::static_type());
             layers.push(LayerElements {
-                valve: element(&pipeline, &graph::layer_valve(i))?,
-                caps: element(&pipeline, &graph::layer_caps(i))?,
+                valve: pipeline.element(&graph::layer_valve(i))?,
+                caps: pipeline.element(&graph::layer_caps(i))?,
                 encoder,
                 bitrate_property,
             });
@@ -150,7 +108,7 @@ impl SendPipeline {
             if spec.sink == "appsink" {
                 attach_sink(&pipeline, graph::AUDIO_SINK, SendStream::Audio, packets)?;
             }
-            Some(element(&pipeline, graph::AUDIO_VALVE)?)
+            Some(pipeline.element(graph::AUDIO_VALVE)?)
         } else {
             None
         };
@@ -158,14 +116,13 @@ impl SendPipeline {
             pipeline,
             layers,
             audio_valve,
-            _live: live,
         })
     }
 
     /// Bus messages that matter, as a stream (errors name the element).
     pub fn events(&self) -> impl futures_util::Stream<Item = PipelineEvent> + Send + 'static {
-        let bus = self.pipeline.bus().expect("a pipeline has a bus");
-        let pipeline = self.pipeline.clone();
+        let pipeline = self.pipeline.pipeline().clone();
+        let bus = pipeline.bus().expect("a pipeline has a bus");
         bus.stream().filter_map(move |message| {
             use gst::MessageView;
             let event = match message.view() {
@@ -191,10 +148,7 @@ impl SendPipeline {
     }
 
     pub fn start(&self) -> Result<(), MediaError> {
-        self.pipeline
-            .set_state(gst::State::Playing)
-            .map(|_| ())
-            .map_err(|_| MediaError::Pipeline("the send pipeline refused to start".into()))
+        self.pipeline.play("the send pipeline")
     }
 
     pub fn layer_count(&self) -> usize {
@@ -232,16 +186,9 @@ impl SendPipeline {
         }
     }
 
-    /// Sets the pipeline to Null and waits for it to get there.
+    /// Sets the pipeline to Null and waits for it to get there (dropping does the same).
     pub fn stop(&self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-        let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
-    }
-}
-
-impl Drop for SendPipeline {
-    fn drop(&mut self) {
-        self.stop();
+        self.pipeline.stop();
     }
 }
 
