@@ -5,10 +5,9 @@ mod support;
 
 use std::path::Path;
 
-use roomd::daemon::room::DialRequest;
 use roomd::daemon::status::{CallView, DeviceStatus};
 use serde_json::Value;
-use support::{LogCapture, wait_status};
+use support::{LogCapture, dial_request as dial, wait_status};
 use tokio::sync::watch;
 
 /// The far end answers at once, so tests never wait on a timer.
@@ -18,13 +17,7 @@ type Status = watch::Receiver<DeviceStatus>;
 
 async fn registered(dir: &Path) -> (roomd_sim::SimHandle, roomd::daemon::Daemon, Status) {
     let (sim, daemon, mut status) = support::registered_daemon(dir, SCENARIO, |_| {}).await;
-    // Locus events reach only an online event socket.
-    wait_status(
-        &mut status,
-        "call control available, event socket online",
-        |s| s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online,
-    )
-    .await;
+    support::wait_call_control(&mut status).await;
     (sim, daemon, status)
 }
 
@@ -50,14 +43,6 @@ async fn wait_ended(status: &mut Status, what: &str, id: u32) -> CallView {
 fn locus(sim: &roomd_sim::SimHandle, url: &str) -> Value {
     sim.locus(url)
         .unwrap_or_else(|| panic!("the sim has no locus {url}: {:#}", sim.loci()))
-}
-
-fn dial(number: &str) -> DialRequest {
-    DialRequest {
-        number: Some(number.into()),
-        booking_id: None,
-        source: "test".into(),
-    }
 }
 
 fn names(call: &CallView) -> Vec<&'static str> {

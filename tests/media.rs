@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::SinkExt as _;
 use roomd::api::xapi::auth::set_password;
-use roomd::daemon::room::DialRequest;
 use roomd::daemon::status::{DeviceStatus, MediaView};
 use roomd::store::StateDir;
 use serde_json::{Value, json};
@@ -42,17 +41,10 @@ async fn in_call(
     MediaView,
 ) {
     let (sim, daemon, mut status) = support::registered_daemon(dir, scenario, tweak).await;
-    wait_status(&mut status, "call control available", |s| {
-        s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
-    })
-    .await;
+    support::wait_call_control(&mut status).await;
     daemon
         .room()
-        .dial(DialRequest {
-            number: Some("bob@example.com".into()),
-            booking_id: None,
-            source: "test".into(),
-        })
+        .dial(support::dial_request("bob@example.com"))
         .await
         .expect("dial");
     let s = wait_status_within(MEDIA_TIMEOUT, &mut status, "media session", |s| {
@@ -374,18 +366,11 @@ async fn an_unacknowledged_scr_is_resent_eight_times_then_given_up() {
         set_password(&state, "admin", password).unwrap();
     })
     .await;
-    wait_status(&mut status, "call control available", |s| {
-        s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
-    })
-    .await;
+    support::wait_call_control(&mut status).await;
     sim.media_drop_acks(true);
     daemon
         .room()
-        .dial(DialRequest {
-            number: Some("bob@example.com".into()),
-            booking_id: None,
-            source: "test".into(),
-        })
+        .dial(support::dial_request("bob@example.com"))
         .await
         .unwrap();
     let s = wait_status_within(MEDIA_TIMEOUT, &mut status, "the SCR given up", |s| {

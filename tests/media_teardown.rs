@@ -6,10 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use roomd::daemon::room::DialRequest;
-use roomd::media::send_pipeline::live_pipelines;
+use roomd::media::gst::live_pipelines;
 use serde_json::Value;
-use support::{wait_status, wait_status_within};
+use support::wait_status_within;
 
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(if cfg!(target_arch = "aarch64") {
     240
@@ -27,19 +26,12 @@ async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
     // Every part runs: three layers, the node decoding them and sending seven streams back.
     let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\n";
     let (sim, daemon, mut status) = support::registered_daemon(dir.path(), scenario, |_| {}).await;
-    wait_status(&mut status, "call control available", |s| {
-        s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
-    })
-    .await;
+    support::wait_call_control(&mut status).await;
     let mut after = Vec::new();
     for call in 1..=3 {
         daemon
             .room()
-            .dial(DialRequest {
-                number: Some("bob@example.com".into()),
-                booking_id: None,
-                source: "test".into(),
-            })
+            .dial(support::dial_request("bob@example.com"))
             .await
             .unwrap();
         let s = wait_status_within(MEDIA_TIMEOUT, &mut status, "media both ways", |s| {

@@ -384,6 +384,26 @@ pub async fn registered_daemon(
     (sim, daemon, status)
 }
 
+/// Waits until call control can be used end to end: the Locus service is known and the event
+/// socket is online (Locus events reach only an online socket).
+pub async fn wait_call_control(
+    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+) {
+    wait_status(status, "call control available, event socket online", |s| {
+        s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
+    })
+    .await;
+}
+
+/// A dial request for `number` from the tests.
+pub fn dial_request(number: &str) -> roomd::daemon::room::DialRequest {
+    roomd::daemon::room::DialRequest {
+        number: Some(number.into()),
+        booking_id: None,
+        source: "test".into(),
+    }
+}
+
 /// Starts `roomd run --config path` as a process reporting to `systemd`; stderr is piped.
 pub fn spawn_roomd_run(path: &Path, systemd: &FakeSystemd) -> RunningRoomd {
     roomd_command()
