@@ -3,7 +3,7 @@
 # Debian 12 (bookworm) machine. Idempotent and quiet when everything is
 # present (then it takes well under a second).
 #
-#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot npm all (default: all)
+#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm all (default: all)
 #
 #   host     apt packages: host GStreamer dev + plugins + tools, C toolchains,
 #            aarch64 cross gcc, qemu-user (+ binfmt), mmdebstrap
@@ -13,6 +13,9 @@
 #   sysroot  arm64 sysroot under ~/.cache/roomd/sysroot-arm64-<hash> (see
 #            scripts/lib/sysroot.sh), built atomically; warms the arm64
 #            GStreamer registry
+#   qemu-system  qemu-system-aarch64 from bookworm-backports (bookworm's 7.2
+#            cannot be installed beside the image's backported qemu-utils 10),
+#            e2fsprogs (mke2fs -d); for the booted system test
 #   npm      apt packages nodejs (>= 20), npm, chromium; `npm ci` in tests/node
 #            (jsxapi + playwright-core for the xAPI and touch-panel tests) when
 #            its package-lock.json changed since the last run (stamp under
@@ -243,6 +246,25 @@ warm_gst_registry() {
     log "arm64 GStreamer registry ready in $((SECONDS - t0)) s"
 }
 
+# ---------------------------------------------------------------- qemu-system
+BACKPORTS_LIST=/etc/apt/sources.list.d/roomd-bookworm-backports.list
+
+deps_qemu_system() {
+    install_apt_packages e2fsprogs
+    [ -z "$(missing_apt_packages qemu-system-arm)" ] && command -v qemu-system-aarch64 >/dev/null 2>&1 && return 0
+    local mirror="${ROOMD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    if ! grep -qrs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        log "adding bookworm-backports ($BACKPORTS_LIST)"
+        printf 'deb %s bookworm-backports main\n' "$mirror" | as_root tee "$BACKPORTS_LIST" >/dev/null
+    fi
+    log "installing qemu-system-arm from bookworm-backports"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -q -o DPkg::Lock::Timeout=300 >&2 || log "warning: apt-get update reported errors; trying the install anyway"
+    as_root apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
+        -t bookworm-backports qemu-system-arm >&2
+    command -v qemu-system-aarch64 >/dev/null 2>&1 || die "qemu-system-aarch64 still missing after installing qemu-system-arm"
+}
+
 # ---------------------------------------------------------------- npm
 # tests/node: the jsxapi client and the touch panel in headless Chromium, run by
 # the Rust test harness against a real roomd + roomd-sim.
@@ -292,13 +314,14 @@ steps=("$@")
 [ "${#steps[@]}" -eq 0 ] && steps=(all)
 for step in "${steps[@]}"; do
     case "$step" in
-        all) deps_host; deps_rust; deps_binfmt; deps_sysroot; deps_npm ;;
+        all) deps_host; deps_rust; deps_binfmt; deps_sysroot; deps_qemu_system; deps_npm ;;
         host) deps_host ;;
         rust) deps_rust ;;
         binfmt) deps_binfmt ;;
         sysroot) deps_sysroot ;;
+        qemu-system) deps_qemu_system ;;
         npm) deps_npm ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown step '$step' (host rust binfmt sysroot npm all)" ;;
+        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm all)" ;;
     esac
 done
