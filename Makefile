@@ -5,7 +5,8 @@
 #   make build     native debug build of the workspace
 #   make cross     release build for aarch64 -> target/aarch64-unknown-linux-gnu/release/{roomd,roomd-sim}
 #   make test      fmt check, clippy -D warnings, native tests, aarch64 tests under qemu (what CI runs)
-#   make test-native / make test-cross   parts of `make test`
+#   make test-native / make test-cross / make test-system   parts of `make test`
+#                  (test-system: the booted aarch64 guest under qemu-system-aarch64)
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
 #   make bench     benchmarks: SRP (native and under qemu), event socket, calendar, xAPI, Locus, media reachability (native), media engine (native and under qemu)
 #   make fmt | clippy | clean | clean-cache | deps | help
@@ -54,7 +55,7 @@ export CARGO JOBS
 # native fingerprints are identical with or without it).
 CARGO_ENV := . scripts/cross-env.sh &&
 
-.PHONY: all build cross test test-native test-cross run bench fmt clippy clean clean-cache \
+.PHONY: all build cross test test-native test-cross test-system run bench fmt clippy clean clean-cache \
         deps deps-native target-link help
 
 all: build
@@ -90,6 +91,9 @@ test-native: deps-native target-link
 
 test-cross: deps target-link
 	@scripts/test.sh cross
+
+test-system: deps target-link
+	@scripts/test.sh system
 
 run: deps-native target-link
 	@$(CARGO_ENV) $(CARGO) build --workspace -j $(JOBS)

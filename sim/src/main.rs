@@ -99,11 +99,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|()| stdout.flush())
         .context("writing the start-up line to stdout")?;
     drop(stdout);
+    notify_ready();
 
     let name = signals.recv().await;
     tracing::info!("{name} received, shutting down");
     sim.shutdown().await;
     Ok(())
+}
+
+/// Under systemd (`Type=notify`), `READY=1` once every listener is bound, so `systemctl start
+/// roomd-sim` returns when the simulator can be used. Best effort: a failure is logged only.
+fn notify_ready() {
+    use std::ffi::OsStr;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.into_encoded_bytes();
+    let address = match target.split_first() {
+        Some((b'@', name)) => SocketAddr::from_abstract_name(name),
+        _ => SocketAddr::from_pathname(std::path::Path::new(OsStr::from_bytes(&target))),
+    };
+    let sent =
+        address.and_then(|address| UnixDatagram::unbound()?.send_to_addr(b"READY=1", &address));
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify READY=1 failed: {e}");
+    }
 }
 
 /// SIGINT and SIGTERM, registered as soon as this is created.

@@ -177,6 +177,7 @@ pub async fn run_obtp(
         fired_until = fired_until.max(now_ms);
         for event in events {
             tracing::info!(
+                message_id = crate::platform::logging::message_id::OBTP_EVENT,
                 booking = %event.booking,
                 "Bookings {} (booking {}, meeting {})",
                 event.kind.as_str(),

@@ -17,6 +17,7 @@ use crate::cloud::calendar::{CalendarClient, CalendarError};
 use crate::daemon::status::DeviceStatus;
 use crate::events::{Event, EventBus, Subscription};
 use crate::net::backoff::Backoff;
+use crate::platform::logging::message_id;
 use crate::proto::calendar::{self, CalendarEvent};
 use crate::shutdown::Shutdown;
 
@@ -166,7 +167,10 @@ impl Sync {
         });
         if result != Change::Unchanged {
             let count = self.store.read(|m| m.bookings.len());
-            tracing::info!("Wx2MeetingsHandlerImpl::meetings_updated: num meetings={count}");
+            tracing::info!(
+                message_id = message_id::BOOKINGS_UPDATED,
+                "Wx2MeetingsHandlerImpl::meetings_updated: num meetings={count}"
+            );
         }
         result
     }
@@ -303,6 +307,7 @@ impl Sync {
                     (n, n > 0)
                 });
                 tracing::info!(
+                    message_id = message_id::CALENDAR_CATCH_UP,
                     "calendar catch-up complete: {} booking(s) listed over {pages} page(s), {removed} removed, in {} ms",
                     listed.len(),
                     started.elapsed().as_millis()
@@ -319,6 +324,7 @@ impl Sync {
             Err(e) => {
                 let delay = state.catch_up_backoff.next_delay();
                 tracing::warn!(
+                    message_id = message_id::CALENDAR_CATCH_UP_FAILED,
                     "calendar catch-up aborted: {e}; nothing removed (partial data); retrying in {:.1} s",
                     delay.as_secs_f64()
                 );

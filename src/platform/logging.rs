@@ -134,6 +134,10 @@ pub mod message_id {
     pub const DIAGNOSTIC_EVENT: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a4";
     pub const PARTICIPANT_MOVED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a5";
     pub const LOCUS_SYNC: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8a6";
+    pub const BOOKINGS_UPDATED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8b0";
+    pub const CALENDAR_CATCH_UP: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8b1";
+    pub const CALENDAR_CATCH_UP_FAILED: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8b2";
+    pub const OBTP_EVENT: &str = "7d3c4c1e2a8b4f0e9a61f5b2c0d4e8b3";
 }
 
 /// Where the logs ended up.

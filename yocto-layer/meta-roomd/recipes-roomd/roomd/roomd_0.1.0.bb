@@ -6,8 +6,7 @@ HOMEPAGE = "https://example.invalid/roomd"
 SECTION = "network"
 
 LICENSE = "Apache-2.0"
-# The repository has no LICENSE file; Cargo.toml's `license = "Apache-2.0"` line declares it.
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=7;endline=7;md5=2507bd5f0713f05419cd2f22fa06fe62"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # destsuffix=${BP}: the checkout lands where the default S points on scarthgap (WORKDIR) and on
 # wrynose (UNPACKDIR), so S needs no per-release setting.
