@@ -1,12 +1,19 @@
-//! `roomd check`: configuration, media and connectivity checks, grouped, one line each
-//! with OK or FAIL and the reason, so a technician can fix a device from the output alone.
+//! `roomd check`: configuration, hardware, media, certificate and connectivity checks,
+//! grouped, one line each with SUCCESS or FAIL and the reason (in the style of a Meeting
+//! Server's `SUCCESS: HTTPS Key and certificate pair match`), so a technician can fix a
+//! device from the output alone. Nothing is changed: no GPIO line is requested and no
+//! device node opened, so the check is safe beside a running daemon.
+
+mod certs;
+mod hardware;
 
 use std::fmt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::api::control::{self, ControlRequest};
 use crate::cloud::gds::GdsClient;
-use crate::config::{ConfigError, Loaded};
+use crate::config::{Config, ConfigError, Loaded};
 use crate::hw::board::Board;
 use crate::media::gst as media;
 use crate::net::http::HttpClient;
@@ -14,8 +21,17 @@ use crate::net::tls::TrustStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Ok,
+    Success,
     Fail,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Success => "SUCCESS",
+            Outcome::Fail => "FAIL",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,17 +78,13 @@ impl fmt::Display for CheckReport {
         for group in &self.groups {
             writeln!(f, "{}", group.name)?;
             for line in &group.lines {
-                let word = match line.outcome {
-                    Outcome::Ok => "OK  ",
-                    Outcome::Fail => "FAIL",
-                };
-                writeln!(f, "  {word} {}", line.text)?;
+                writeln!(f, "  {}: {}", line.outcome.word(), line.text)?;
             }
         }
         write!(
             f,
-            "Summary: {} OK, {} FAIL",
-            self.count(Outcome::Ok),
+            "Summary: {} SUCCESS, {} FAIL",
+            self.count(Outcome::Success),
             self.failures()
         )
     }
@@ -86,7 +98,7 @@ fn line(outcome: Outcome, text: impl Into<String>) -> CheckLine {
 }
 
 fn ok(text: impl Into<String>) -> CheckLine {
-    line(Outcome::Ok, text)
+    line(Outcome::Success, text)
 }
 
 fn fail(text: impl Into<String>) -> CheckLine {
@@ -147,23 +159,19 @@ pub async fn run(loaded: Result<Loaded, ConfigError>) -> CheckReport {
     };
 
     if let Some(board) = &board {
-        let media_lines = report.group("Media");
-        match media::init() {
-            Ok(version) => {
-                media_lines.push(ok(version));
-                for (role, spec) in [
-                    ("camera", &board.media.camera),
-                    ("microphone", &board.media.microphone),
-                    ("video encoder", &board.media.video_encoder),
-                ] {
-                    media_lines.push(match media::check_element(spec) {
-                        Ok(()) => ok(format!("{role}: {}", spec.element)),
-                        Err(e) => fail(format!("{role}: {e}")),
-                    });
-                }
-            }
-            Err(e) => media_lines.push(fail(e.to_string())),
-        }
+        let daemon_running = matches!(
+            control::request(&config.control_socket(), &ControlRequest::Ping).await,
+            Ok(control::ControlResponse::Pong { .. })
+        );
+        let hardware_lines = report.group("Hardware");
+        hardware_lines.extend(hardware::gpio_lines(board, daemon_running));
+        hardware_lines.extend(hardware::device_node_lines(board));
+        check_media(board, report.group("Media"));
+    }
+
+    let certificate_lines = check_certificates(config);
+    if !certificate_lines.is_empty() {
+        report.group("Certificates").extend(certificate_lines);
     }
 
     let connectivity = report.group("Connectivity");
@@ -193,10 +201,109 @@ pub async fn run(loaded: Result<Loaded, ConfigError>) -> CheckReport {
     report
 }
 
+/// The GStreamer version, then each board element created with its properties.
+fn check_media(board: &Board, lines: &mut Vec<CheckLine>) {
+    match media::init() {
+        Ok(version) => {
+            lines.push(ok(version));
+            for (role, spec) in [
+                ("camera", &board.media.camera),
+                ("microphone", &board.media.microphone),
+                ("video encoder", &board.media.video_encoder),
+            ] {
+                lines.push(match media::check_element(spec) {
+                    Ok(()) => ok(format!("{role}: {}", spec.element)),
+                    Err(e) => fail(format!("{role}: {e}")),
+                });
+            }
+        }
+        Err(e) => lines.push(fail(e.to_string())),
+    }
+}
+
+/// Every configured trust bundle (count, earliest expiry), then every configured
+/// certificate and key: the pair matches, and the chain reaches the trust it is used with.
+fn check_certificates(config: &Config) -> Vec<CheckLine> {
+    let now = SystemTime::now();
+    let mut lines: Vec<CheckLine> = config
+        .cloud
+        .extra_ca_files
+        .iter()
+        .map(|file| certs::bundle_line(file, "cloud.extra_ca_files", now))
+        .collect();
+    let cloud_cas: Vec<&Path> = config
+        .cloud
+        .extra_ca_files
+        .iter()
+        .map(|p| p.as_path())
+        .collect();
+    let cloud_keys: &[&str] = if cloud_cas.is_empty() {
+        &[]
+    } else {
+        &["cloud.extra_ca_files"]
+    };
+
+    if let Some(meeting_server) = &config.meeting_server {
+        // The daemon's Meeting Server trust: platform, cloud CAs and its own CA file.
+        let mut files = cloud_cas.clone();
+        let mut keys = cloud_keys.to_vec();
+        if let Some(ca_file) = &meeting_server.ca_file {
+            lines.push(certs::bundle_line(ca_file, "meeting_server.ca_file", now));
+            files.push(ca_file);
+            keys.push("meeting_server.ca_file");
+        }
+        match (
+            &meeting_server.client_cert_file,
+            &meeting_server.client_key_file,
+        ) {
+            (Some(cert_file), Some(key_file)) => {
+                let pair = certs::KeyPair {
+                    name: "Meeting Server client",
+                    cert_file,
+                    key_file,
+                    usage: certs::Usage::Client,
+                    trust_label: trust_label(&keys),
+                };
+                lines.extend(certs::key_pair_lines(&pair, &certs::roots_with(&files)));
+            }
+            (None, None) => {}
+            _ => lines.push(fail(
+                "Meeting Server client: meeting_server.client_cert_file and client_key_file \
+                 must be set together",
+            )),
+        }
+    }
+
+    match (&config.xapi.tls_cert_file, &config.xapi.tls_key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let pair = certs::KeyPair {
+                name: "xAPI HTTPS",
+                cert_file,
+                key_file,
+                usage: certs::Usage::Server,
+                trust_label: trust_label(cloud_keys),
+            };
+            lines.extend(certs::key_pair_lines(&pair, &certs::roots_with(&cloud_cas)));
+        }
+        (None, None) => {}
+        _ => lines.push(fail(
+            "xAPI HTTPS: xapi.tls_cert_file and xapi.tls_key_file must be set together",
+        )),
+    }
+    lines
+}
+
+/// The trust a chain must reach, as config keys: `cloud.extra_ca_files, platform roots`.
+fn trust_label(keys: &[&str]) -> String {
+    let mut parts = keys.to_vec();
+    parts.push("platform roots");
+    parts.join(", ")
+}
+
 /// The Meeting Server section: credentials file (and its mode), TLS files, then the API
 /// user against `POST /api/v1/authTokens`.
 async fn check_meeting_server(
-    config: &crate::config::Config,
+    config: &Config,
     meeting_server: &crate::config::MeetingServerConfig,
     trust: &TrustStore,
 ) -> CheckLine {

@@ -45,6 +45,14 @@ fn main() -> ExitCode {
         Command::Bookings => runtime.block_on(bookings(loaded)),
         Command::Passwd { user } => runtime.block_on(passwd(loaded, user)),
         Command::FactoryReset { yes } => runtime.block_on(factory_reset(loaded, yes)),
+        Command::Logs {
+            unit,
+            event,
+            journalctl_args,
+        } => logs(&unit, event.as_deref(), &journalctl_args),
+        Command::SetLogLevel { level, reset } => {
+            runtime.block_on(set_log_level(&path, required, level.as_deref(), reset))
+        }
         Command::Check => {
             init_quiet_logging(&cli);
             let report = runtime.block_on(roomd::check::run(loaded));
@@ -59,8 +67,8 @@ fn main() -> ExitCode {
 }
 
 fn init_quiet_logging(cli: &Cli) {
-    let directives = logging::filter_directives(cli.log_level.as_deref(), None, "error");
-    logging::init(roomd::config::LogTarget::Stderr, &directives);
+    let overrides = logging::FilterOverrides::new(cli.log_level.as_deref(), None);
+    logging::init(roomd::config::LogTarget::Stderr, overrides, "error");
 }
 
 async fn run(cli: &Cli, loaded: Result<Loaded, config::ConfigError>) -> ExitCode {
@@ -72,12 +80,11 @@ async fn run(cli: &Cli, loaded: Result<Loaded, config::ConfigError>) -> ExitCode
         }
     };
     let config = loaded.config;
-    let directives = logging::filter_directives(
+    let overrides = logging::FilterOverrides::new(
         cli.log_level.as_deref(),
         std::env::var("RUST_LOG").ok().as_deref(),
-        &config.log.level,
     );
-    let backend = logging::init(config.log.target, &directives);
+    let backend = logging::init(config.log.target, overrides, &config.log.level);
     let _config_span = logging::Subsystem::Config.span().entered();
     tracing::info!(
         files = ?loaded.files,
@@ -297,6 +304,99 @@ async fn factory_reset(loaded: Result<Loaded, config::ConfigError>, yes: bool) -
         }
         Err(e) => {
             eprintln!("roomd: {e}");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// `roomd logs`: replaces this process with journalctl, so paging, `-f` and Ctrl-C behave
+/// exactly as journalctl's own.
+fn logs(unit: &str, event: Option<&str>, extra: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let args = roomd::cli::journalctl_args(unit, event, extra);
+    let error = std::process::Command::new("journalctl").args(&args).exec();
+    if error.kind() == std::io::ErrorKind::NotFound {
+        eprintln!(
+            "roomd: journalctl is not installed: `roomd logs` reads the systemd journal; \
+             without systemd, read roomd's stderr where its service manager puts it"
+        );
+    } else {
+        eprintln!("roomd: cannot run journalctl: {error}");
+    }
+    ExitCode::from(exit::UNAVAILABLE)
+}
+
+/// `roomd set-log-level`: writes (or with `reset` removes) the log-level drop-in, then asks
+/// the running daemon to apply the merged `log.level` at once.
+async fn set_log_level(
+    config_path: &std::path::Path,
+    required: bool,
+    level: Option<&str>,
+    reset: bool,
+) -> ExitCode {
+    let drop_in = logging::log_level_drop_in(config_path);
+    match (level, reset) {
+        (_, true) => match logging::remove_log_level_drop_in(&drop_in) {
+            Ok(true) => println!("removed {}", drop_in.display()),
+            Ok(false) => println!("no {} to remove", drop_in.display()),
+            Err(e) => {
+                eprintln!("roomd: cannot remove {}: {e}", drop_in.display());
+                return ExitCode::from(exit::IOERR);
+            }
+        },
+        (Some(level), false) => {
+            if let Err(e) = logging::parse_level(level) {
+                eprintln!("roomd: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+            if let Err(e) = logging::write_log_level_drop_in(&drop_in, level) {
+                eprintln!("roomd: cannot write {}: {e}", drop_in.display());
+                return ExitCode::from(exit::IOERR);
+            }
+            println!("wrote {}: [log] level = {level:?}", drop_in.display());
+        }
+        (None, false) => {
+            eprintln!("roomd: set-log-level needs a LEVEL or --reset");
+            return ExitCode::from(exit::USAGE);
+        }
+    }
+    // What the next start would use: every file merged, so a later drop-in still wins.
+    let loaded = match config::load(config_path, required) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("roomd: the configuration does not load, so roomd would not start: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let merged = loaded.config.log.level.clone();
+    if reset {
+        println!("log.level is now {merged:?}");
+    } else if level.is_some_and(|level| level.trim() != merged.trim()) {
+        println!(
+            "note: a drop-in after {} sets log.level = {merged:?}, and that one wins",
+            drop_in.display()
+        );
+    }
+    let request = ControlRequest::SetLogLevel { level: merged };
+    match control::request(&loaded.config.control_socket(), &request).await {
+        Ok(ControlResponse::Done { message }) => {
+            println!("running roomd: {message}");
+            ExitCode::SUCCESS
+        }
+        Ok(ControlResponse::Error { message }) => {
+            eprintln!("roomd: the running daemon did not apply it: {message}");
+            ExitCode::from(exit::FAILURE)
+        }
+        Ok(other) => {
+            eprintln!("roomd: unexpected answer from the daemon: {other:?}");
+            ExitCode::from(exit::SOFTWARE)
+        }
+        Err(control::ControlError::NotRunning(_)) => {
+            println!("roomd is not running; the level applies when it next starts");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roomd: the drop-in is written, but the running daemon was not told: {e}");
             ExitCode::from(exit::UNAVAILABLE)
         }
     }

@@ -1,5 +1,6 @@
-//! The `roomd` binary as a technician uses it: help, `check`, `status`, `run` under a fake
-//! systemd, SIGTERM, and exit codes for configuration errors.
+//! The `roomd` binary as a technician uses it: help, `check` (with its certificate checks),
+//! `status`, `logs`, `set-log-level` against a running daemon, `run` under a fake systemd,
+//! SIGTERM, and exit codes for configuration errors.
 
 mod support;
 
@@ -15,7 +16,12 @@ fn output(command: &mut Command) -> Output {
 
 /// Sends SIGTERM and waits (bounded) for the exit; returns the status and all of stderr.
 async fn sigterm_and_wait(child: RunningRoomd) -> (std::process::ExitStatus, String) {
-    let mut child = child.take();
+    sigterm_child_and_wait(child.take()).await
+}
+
+async fn sigterm_child_and_wait(
+    mut child: std::process::Child,
+) -> (std::process::ExitStatus, String) {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -50,13 +56,23 @@ fn every_subcommand_has_help() {
     let out = output(roomd_command().arg("--help"));
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for word in ["run", "status", "check", "--config", "--log-level"] {
+    for word in [
+        "run",
+        "status",
+        "check",
+        "logs",
+        "set-log-level",
+        "--config",
+        "--log-level",
+    ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
     for (sub, word) in [
         ("run", "SIGTERM"),
         ("status", "xStatus"),
-        ("check", "OK/FAIL"),
+        ("check", "SUCCESS/FAIL"),
+        ("logs", "journalctl -u roomd.service"),
+        ("set-log-level", "90-log-level.toml"),
     ] {
         let out = output(roomd_command().args([sub, "--help"]));
         assert!(out.status.success(), "{sub} --help failed");
@@ -114,7 +130,7 @@ fn status_without_a_daemon_says_it_is_not_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_prints_grouped_ok_and_fail_lines() {
+async fn check_prints_grouped_success_and_fail_lines() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     let config = config_for(&sim, dir.path());
@@ -137,17 +153,45 @@ async fn check_prints_grouped_ok_and_fail_lines() {
     );
     for line in [
         "Configuration\n",
-        "  OK   board \"sim\"",
+        "  SUCCESS: board \"sim\"",
+        "Hardware\n",
+        "  SUCCESS: GPIO join_button: line \"JOIN_BUTTON\" is simulated in process (gpio.backend = \"sim\")\n",
         "Media\n",
-        "  OK   camera: videotestsrc\n",
-        "  OK   video encoder: x264enc\n",
+        "  SUCCESS: camera: videotestsrc\n",
+        "  SUCCESS: video encoder: x264enc\n",
+        "Certificates\n",
+        &format!(
+            "  SUCCESS: trust bundle {} (cloud.extra_ca_files): 1 certificate, earliest expiry ",
+            sim.ca_path().display()
+        ),
         "Connectivity\n",
-        "  OK   trust store: platform roots + 1 additional CA(s)\n",
-        &format!("  OK   GDS {}/health: online (Healthy)", sim.gds_url()),
+        "  SUCCESS: trust store: platform roots + 1 additional CA(s)\n",
+        &format!("  SUCCESS: GDS {}/health: online (Healthy)", sim.gds_url()),
     ] {
         assert!(report.contains(line), "missing {line:?} in:\n{report}");
     }
-    assert!(report.ends_with("FAIL\n"), "{report}");
+    let groups: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with("Summary"))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "Configuration",
+            "Hardware",
+            "Media",
+            "Certificates",
+            "Connectivity"
+        ]
+    );
+    assert!(
+        report
+            .lines()
+            .filter(|l| l.starts_with(' '))
+            .all(|l| l.starts_with("  SUCCESS: ") || l.starts_with("  FAIL: ")),
+        "{report}"
+    );
+    assert!(report.ends_with(" SUCCESS, 0 FAIL\n"), "{report}");
 
     sim.set_gds_state("offline");
     let out = run_check(path.clone()).await;
@@ -155,7 +199,7 @@ async fn check_prints_grouped_ok_and_fail_lines() {
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
         report.contains(&format!(
-            "  FAIL GDS {}/health: serviceState=offline",
+            "  FAIL: GDS {}/health: serviceState=offline",
             sim.gds_url()
         )),
         "{report}"
@@ -299,4 +343,288 @@ async fn activate_status_and_factory_reset_from_the_command_line() {
             .contains("process_additional_CAs: Parsed 1 additional CA certificate(s)")
     );
     sim.shutdown().await;
+}
+
+fn run_blocking(command: Command) -> impl std::future::Future<Output = Output> + Send + 'static {
+    let mut command = command;
+    async move {
+        tokio::task::spawn_blocking(move || output(&mut command))
+            .await
+            .unwrap()
+    }
+}
+
+fn roomd_with_config(args: &[&str], config: &std::path::Path) -> Command {
+    let mut command = roomd_command();
+    command.args(args).arg("--config").arg(config);
+    command
+}
+
+/// The Meeting Server part of a configuration, with the simulator's CA, client certificate
+/// and key (mutual TLS): everything `check` verifies is the simulator's real material.
+fn meeting_server_with_client_cert(
+    sim: &roomd_sim::SimHandle,
+    dir: &std::path::Path,
+) -> roomd::config::MeetingServerConfig {
+    use std::os::unix::fs::PermissionsExt;
+    let credentials = dir.join("cms.credentials");
+    std::fs::write(&credentials, "roomd:roomd-secret\n").unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    roomd::config::MeetingServerConfig {
+        base_url: sim.meeting_server_url(),
+        credentials_file: credentials,
+        ca_file: Some(sim.cms_ca_path().to_path_buf()),
+        client_cert_file: Some(sim.cms_client_cert_path().to_path_buf()),
+        client_key_file: Some(sim.cms_client_key_path().to_path_buf()),
+        inactivity_timeout_secs: 60,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_verifies_key_pairs_chains_and_trust_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let mut config = config_for(&sim, dir.path());
+    config.meeting_server = Some(meeting_server_with_client_cert(&sim, dir.path()));
+    let path = write_config(dir.path(), &config);
+
+    let out = run_blocking(roomd_with_config(&["check"], &path)).await;
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
+    for line in [
+        format!(
+            "  SUCCESS: trust bundle {} (meeting_server.ca_file): 1 certificate, earliest expiry ",
+            sim.cms_ca_path().display()
+        ),
+        "  SUCCESS: Meeting Server client Key and certificate pair match\n".into(),
+        "  SUCCESS: Meeting Server client full chain of certificates verifies correctly\n".into(),
+    ] {
+        assert!(report.contains(&line), "missing {line:?} in:\n{report}");
+    }
+
+    // Another key for the certificate, a CA bundle that did not sign it, and an expired CA.
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(
+        &other_key,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let expired_ca = dir.path().join("expired-ca.pem");
+    std::fs::write(&expired_ca, expired_ca_pem()).unwrap();
+    let meeting_server = config.meeting_server.as_mut().unwrap();
+    meeting_server.client_key_file = Some(other_key.clone());
+    meeting_server.ca_file = Some(sim.ca_path().to_path_buf());
+    config.cloud.extra_ca_files.push(expired_ca.clone());
+    let path = write_config(dir.path(), &config);
+
+    let out = run_blocking(roomd_with_config(&["check"], &path)).await;
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for line in [
+        format!(
+            "  FAIL: trust bundle {} (cloud.extra_ca_files): certificate 1 (\"Retired CA\") expired on 2020-01-01\n",
+            expired_ca.display()
+        ),
+        format!(
+            "  FAIL: Meeting Server client Key and certificate pair do not match: the first \
+             certificate of {} is not for the key in {}\n",
+            sim.cms_client_cert_path().display(),
+            other_key.display()
+        ),
+        "  FAIL: Meeting Server client full chain of certificates does not verify: \
+         \"roomd-sim meeting server client\" is not signed by a CA in the trust store \
+         (cloud.extra_ca_files, meeting_server.ca_file, platform roots)\n"
+            .into(),
+    ] {
+        assert!(report.contains(&line), "missing {line:?} in:\n{report}");
+    }
+    assert!(
+        !report.contains("PRIVATE KEY") && !report.contains("roomd-secret"),
+        "{report}"
+    );
+    sim.shutdown().await;
+}
+
+fn expired_ca_pem() -> String {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, date_time_ymd};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Retired CA");
+    params.not_before = date_time_ymd(2010, 1, 1);
+    params.not_after = date_time_ymd(2020, 1, 1);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// A `roomd run` child killed on drop (a failed test leaves no daemon behind).
+struct Daemon(Option<std::process::Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `roomd run` with neither RUST_LOG nor `--log-level` (unlike `spawn_roomd_run`), so
+/// `log.level` decides its filter.
+fn spawn_roomd_run_at_config_level(path: &std::path::Path, systemd: &FakeSystemd) -> Daemon {
+    let child = roomd_command()
+        .arg("run")
+        .arg("--config")
+        .arg(path)
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roomd starts");
+    Daemon(Some(child))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_log_level_writes_the_drop_in_and_the_running_daemon_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let config = config_for(&sim, dir.path());
+    let path = write_config(dir.path(), &config);
+    let drop_in = dir.path().join("etc/config.d/90-log-level.toml");
+    let mut systemd = FakeSystemd::bind(dir.path());
+    let mut daemon = spawn_roomd_run_at_config_level(&path, &systemd);
+    systemd.wait_for("READY=1").await;
+
+    // At the default level a control request is not logged.
+    let out = run_blocking(roomd_with_config(&["status"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A directive, so only the control socket turns chatty.
+    let filter = "info,roomd::api::control=debug";
+    let out = run_blocking(roomd_with_config(&["set-log-level", filter], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "wrote {}: [log] level = \"{filter}\"\nrunning roomd: log filter now `{filter}`\n",
+            drop_in.display()
+        )
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&drop_in).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o644);
+    assert_eq!(
+        roomd::config::load(&path, true).unwrap().config.log.level,
+        filter
+    );
+    let out = run_blocking(roomd_with_config(&["status"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = run_blocking(roomd_with_config(&["set-log-level", "--reset"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "removed {}\nlog.level is now \"info\"\n\
+             running roomd: log filter now `warn,roomd=info,roomd_sim=info`\n",
+            drop_in.display()
+        )
+    );
+    assert!(!drop_in.exists());
+    let out = run_blocking(roomd_with_config(&["status"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let (exit, log) = sigterm_child_and_wait(daemon.0.take().unwrap()).await;
+    assert!(exit.success(), "{log}");
+    // Each command above returned after the daemon had answered (and logged), so the
+    // order in the log is the order of the commands.
+    let applied = log
+        .find(&format!("log filter now `{filter}` (roomd set-log-level)"))
+        .unwrap_or_else(|| panic!("no reload in:\n{log}"));
+    let reset = log
+        .find("log filter now `warn,roomd=info,roomd_sim=info` (roomd set-log-level)")
+        .unwrap_or_else(|| panic!("no reset in:\n{log}"));
+    let request_logged = |part: &str| part.matches("control request request=\"status\"").count();
+    assert_eq!(request_logged(&log[..applied]), 0, "{log}");
+    assert_eq!(request_logged(&log[applied..reset]), 1, "{log}");
+    assert_eq!(request_logged(&log[reset..]), 0, "{log}");
+    assert!(log.contains("roomd_event=\"control\""), "{log}");
+
+    // With no daemon the drop-in still counts, for the next start.
+    let out = run_blocking(roomd_with_config(&["set-log-level", "debug"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .ends_with("roomd is not running; the level applies when it next starts\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // RUST_LOG (set by spawn_roomd_run) keeps winning over log.level, live as at start.
+    let child = spawn_roomd_run(&path, &systemd);
+    systemd.wait_for("READY=1").await;
+    let out = run_blocking(roomd_with_config(&["set-log-level", "trace"], &path)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with(
+            "running roomd: log filter stays `warn,roomd=info,roomd_sim=info`: roomd was started \
+             with RUST_LOG `info`, \
+             which wins over log.level\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    let (exit, log) = sigterm_and_wait(child).await;
+    assert!(exit.success(), "{log}");
+    let out = run_blocking(roomd_with_config(&["set-log-level", "loud"], &path)).await;
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "roomd: `loud` is not a log level: use trace, debug, info, warn, error or off, \
+         or directives such as `roomd::cloud=debug`"
+    );
+    sim.shutdown().await;
+}
+
+#[test]
+fn logs_hands_the_unit_the_match_and_the_arguments_to_journalctl() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in journalctl that prints its arguments, one a line.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("journalctl");
+    std::fs::write(&fake, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let out = output(
+        roomd_command()
+            .args(["logs", "--event", "cloud", "-o", "json", "--since", "-1h"])
+            .env("PATH", &path)
+            .env("ROOMD_UNIT", "roomd-test.service"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "-u\nroomd-test.service\nROOMD_EVENT=cloud\n-o\njson\n--since\n-1h\n"
+    );
+
+    // A runner (qemu-user) is itself found through PATH, so only a native run can hide
+    // journalctl this way.
+    if std::env::var_os("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").is_none() {
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let out = output(roomd_command().args(["logs", "-f"]).env("PATH", &empty));
+        assert_eq!(out.status.code(), Some(69));
+        assert!(
+            text(&out.stderr).starts_with("roomd: journalctl is not installed: "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

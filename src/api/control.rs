@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
@@ -44,6 +45,26 @@ pub enum ControlRequest {
         #[serde(serialize_with = "crate::secret::serialize_exposed")]
         password: crate::secret::Secret<String>,
     },
+    /// Apply a new `log.level` (the merged value after `roomd set-log-level` wrote its
+    /// drop-in) to the running log filter; `--log-level` and `RUST_LOG` still win.
+    SetLogLevel {
+        level: String,
+    },
+}
+
+impl ControlRequest {
+    /// The request's name for the log (never its arguments: some are secrets).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControlRequest::Status => "status",
+            ControlRequest::Ping => "ping",
+            ControlRequest::Activate { .. } => "activate",
+            ControlRequest::FactoryReset => "factory_reset",
+            ControlRequest::Bookings => "bookings",
+            ControlRequest::Passwd { .. } => "passwd",
+            ControlRequest::SetLogLevel { .. } => "set_log_level",
+        }
+    }
 }
 
 /// What the control socket answers from.
@@ -136,11 +157,12 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let context = context.clone();
                     // Each client is bounded by a deadline, so no task outlives shutdown by much.
+                    // The span keeps the client's events under ROOMD_EVENT=control.
                     tokio::spawn(async move {
                         if let Err(e) = answer(stream, &context).await {
                             tracing::warn!(error = %e, "control client failed");
                         }
-                    });
+                    }.instrument(tracing::Span::current()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
@@ -171,7 +193,10 @@ async fn answer(stream: UnixStream, context: &ControlContext) -> io::Result<()> 
         }
     } else {
         match parse_request(line.as_bytes()) {
-            Ok(request) => handle(request, context).await,
+            Ok(request) => {
+                tracing::debug!(request = request.name(), "control request");
+                handle(request, context).await
+            }
             Err(message) => {
                 tracing::warn!("{message}");
                 ControlResponse::Error { message }
@@ -236,6 +261,19 @@ async fn handle(request: ControlRequest, context: &ControlContext) -> ControlRes
                 },
                 Err(e) => ControlResponse::Error {
                     message: format!("setting the password failed: {e}"),
+                },
+            }
+        }
+        ControlRequest::SetLogLevel { level } => {
+            match crate::platform::logging::apply_config_level(&level) {
+                Ok(change) => {
+                    tracing::info!("{change} (roomd set-log-level)");
+                    ControlResponse::Done {
+                        message: change.to_string(),
+                    }
+                }
+                Err(e) => ControlResponse::Error {
+                    message: e.to_string(),
                 },
             }
         }
@@ -336,6 +374,24 @@ mod tests {
         assert!(answer.contains("\"result\":\"error\""), "{answer}");
         assert!(answer.contains("unknown variant `reboot`"), "{answer}");
 
+        // No `roomd run` filter in a unit test: the answer says why nothing changed.
+        let answer = request(
+            &path,
+            &ControlRequest::SetLogLevel {
+                level: "debug".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            answer,
+            ControlResponse::Error {
+                message:
+                    "this process has no reloadable log filter (only `roomd run` installs one)"
+                        .into()
+            }
+        );
+
         tasks.shutdown(Duration::from_secs(5)).await.unwrap();
         assert!(!path.exists(), "socket removed on shutdown");
         assert!(matches!(
@@ -349,6 +405,12 @@ mod tests {
         assert_eq!(
             parse_request(b" {\"command\":\"status\"}\n"),
             Ok(ControlRequest::Status)
+        );
+        assert_eq!(
+            parse_request(b"{\"command\":\"set_log_level\",\"level\":\"debug\"}"),
+            Ok(ControlRequest::SetLogLevel {
+                level: "debug".into()
+            })
         );
         let err = parse_request(b"{\"command\":\"reboot\"}").unwrap_err();
         assert!(

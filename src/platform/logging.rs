@@ -6,9 +6,14 @@
 //! meaning also carry `message_id`, which becomes `MESSAGE_ID=`, so a technician can ask
 //! `journalctl ROOMD_EVENT=cloud -o json` or `journalctl MESSAGE_ID=<id>` directly.
 
-use tracing_subscriber::EnvFilter;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::LogTarget;
 
@@ -33,6 +38,24 @@ pub enum Subsystem {
 }
 
 impl Subsystem {
+    pub const ALL: [Subsystem; 15] = [
+        Subsystem::Daemon,
+        Subsystem::Config,
+        Subsystem::Cloud,
+        Subsystem::Control,
+        Subsystem::Systemd,
+        Subsystem::Media,
+        Subsystem::Activation,
+        Subsystem::Registration,
+        Subsystem::Websocket,
+        Subsystem::MeetingServer,
+        Subsystem::Device,
+        Subsystem::Calendar,
+        Subsystem::Xapi,
+        Subsystem::Hardware,
+        Subsystem::Calls,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Subsystem::Daemon => "daemon",
@@ -155,14 +178,199 @@ pub fn filter_directives(cli: Option<&str>, env: Option<&str>, config: &str) -> 
         .or(env.filter(|s| !s.trim().is_empty()))
         .unwrap_or(config)
         .trim();
-    let is_bare_level = matches!(
-        chosen.to_ascii_lowercase().as_str(),
-        "trace" | "debug" | "info" | "warn" | "error" | "off"
-    );
-    if is_bare_level {
+    if is_bare_level(chosen) {
         format!("warn,roomd={chosen},roomd_sim={chosen}")
     } else {
         chosen.to_string()
+    }
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn is_bare_level(word: &str) -> bool {
+    LEVELS.contains(&word.to_ascii_lowercase().as_str())
+}
+
+/// The sources that beat `log.level`, kept by the running daemon so a live change of
+/// `log.level` still yields to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterOverrides {
+    /// `--log-level`.
+    pub cli: Option<String>,
+    /// `RUST_LOG` (blank counts as unset).
+    pub env: Option<String>,
+}
+
+impl FilterOverrides {
+    pub fn new(cli: Option<&str>, env: Option<&str>) -> Self {
+        Self {
+            cli: cli.map(str::to_string),
+            env: env.filter(|s| !s.trim().is_empty()).map(str::to_string),
+        }
+    }
+
+    /// The filter with `config_level` (the merged `log.level`) as the fallback.
+    pub fn directives(&self, config_level: &str) -> String {
+        filter_directives(self.cli.as_deref(), self.env.as_deref(), config_level)
+    }
+
+    /// Which override wins over `log.level`, as a technician would name it.
+    pub fn winner(&self) -> Option<(&'static str, &str)> {
+        match (&self.cli, &self.env) {
+            (Some(cli), _) => Some(("--log-level", cli)),
+            (None, Some(env)) => Some(("RUST_LOG", env)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Why a log level or filter cannot be used.
+#[derive(Debug, displaydoc::Display, thiserror::Error)]
+pub enum LogFilterError {
+    /// the log level is empty: give trace, debug, info, warn, error or off, or directives such as `roomd::cloud=debug`
+    Empty,
+    /// `{0}` is not a log level: use trace, debug, info, warn, error or off, or directives such as `roomd::cloud=debug`
+    UnknownLevel(String),
+    /// invalid log filter `{directives}`: {reason}
+    Invalid { directives: String, reason: String },
+    /// this process has no reloadable log filter (only `roomd run` installs one)
+    NotReloadable,
+    /// reloading the log filter failed: {0}
+    Reload(String),
+}
+
+/// Checks a `log.level` value (a bare level or `RUST_LOG` directives) and returns the
+/// filter it stands for. EnvFilter takes a lone word as a target name, so `verbose`
+/// would silently mean "trace for target verbose"; a lone word must be a level here.
+pub fn parse_level(level: &str) -> Result<EnvFilter, LogFilterError> {
+    let level = level.trim();
+    if level.is_empty() {
+        return Err(LogFilterError::Empty);
+    }
+    for directive in level.split(',').map(str::trim) {
+        let lone_word = !directive.is_empty()
+            && directive
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if lone_word && !is_bare_level(directive) {
+            return Err(LogFilterError::UnknownLevel(directive.to_string()));
+        }
+    }
+    let directives = filter_directives(None, None, level);
+    EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|e| LogFilterError::Invalid {
+            directives,
+            reason: e.to_string(),
+        })
+}
+
+/// The installed filter's reload handle and what beats `log.level`; set once by [`init`].
+#[derive(Debug)]
+struct LiveFilter {
+    handle: reload::Handle<EnvFilter, Registry>,
+    overrides: FilterOverrides,
+}
+
+static LIVE_FILTER: OnceLock<LiveFilter> = OnceLock::new();
+
+/// What a live change of `log.level` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterChange {
+    /// The filter now is these directives.
+    Applied { directives: String },
+    /// `--log-level` or `RUST_LOG` wins, so the filter stayed `directives`.
+    Overridden {
+        by: &'static str,
+        value: String,
+        directives: String,
+    },
+}
+
+impl std::fmt::Display for FilterChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterChange::Applied { directives } => write!(f, "log filter now `{directives}`"),
+            FilterChange::Overridden {
+                by,
+                value,
+                directives,
+            } => write!(
+                f,
+                "log filter stays `{directives}`: roomd was started with {by} `{value}`, which wins over log.level"
+            ),
+        }
+    }
+}
+
+/// Makes the running daemon's filter follow a new `log.level` (the merged value), with
+/// the precedence of [`filter_directives`]; no restart needed.
+pub fn apply_config_level(config_level: &str) -> Result<FilterChange, LogFilterError> {
+    let live = LIVE_FILTER.get().ok_or(LogFilterError::NotReloadable)?;
+    let filter = parse_level(config_level)?;
+    if let Some((by, value)) = live.overrides.winner() {
+        return Ok(FilterChange::Overridden {
+            by,
+            value: value.to_string(),
+            directives: live.overrides.directives(config_level),
+        });
+    }
+    live.handle
+        .reload(filter)
+        .map_err(|e| LogFilterError::Reload(e.to_string()))?;
+    Ok(FilterChange::Applied {
+        directives: filter_directives(None, None, config_level),
+    })
+}
+
+/// The drop-in `roomd set-log-level` writes: late in the order (`90-`) so it beats the
+/// vendor's and integrator's files, while a technician can still outrank it with `95-`.
+pub const LOG_LEVEL_DROP_IN: &str = "90-log-level.toml";
+
+/// The log-level drop-in that belongs to main config file `config_path` (the directory
+/// [`crate::config::load`] reads drop-ins from).
+pub fn log_level_drop_in(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(crate::config::DROP_IN_DIR)
+        .join(LOG_LEVEL_DROP_IN)
+}
+
+/// Writes `[log] level = "<level>"` to `path` (mode 0644) through a temporary file and a
+/// rename, so the daemon never reads a half-written drop-in. Creates the directory.
+pub fn write_log_level_drop_in(path: &Path, level: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // Not `*.toml`, so a crash between write and rename leaves nothing the loader reads.
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let text = format!(
+        "# Written by `roomd set-log-level`; `roomd set-log-level --reset` removes this file.\n\
+         [log]\nlevel = {}\n",
+        toml::Value::String(level.trim().to_string())
+    );
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    // The rename is durable once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes the drop-in; `Ok(false)` if there was none.
+pub fn remove_log_level_drop_in(path: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -182,12 +390,16 @@ pub fn stderr_is_journal() -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(target: LogTarget, directives: &str) -> Backend {
-    let filter = EnvFilter::try_new(directives).unwrap_or_else(|e| {
+/// Installs the global subscriber with a reloadable filter. Call once, from `main`.
+/// `config_level` is `log.level`; `overrides` beat it now and after a live change.
+pub fn init(target: LogTarget, overrides: FilterOverrides, config_level: &str) -> Backend {
+    let directives = overrides.directives(config_level);
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!("roomd: invalid log filter {directives:?} ({e}); using info");
         EnvFilter::new("warn,roomd=info")
     });
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = LIVE_FILTER.set(LiveFilter { handle, overrides });
     let want_journald = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
@@ -238,6 +450,81 @@ mod tests {
             filter_directives(None, Some(" "), "error"),
             "warn,roomd=error,roomd_sim=error"
         );
+    }
+
+    #[test]
+    fn an_override_wins_over_log_level_and_is_named() {
+        let none = FilterOverrides::new(None, Some("  "));
+        assert_eq!(none.winner(), None);
+        assert_eq!(none.directives("debug"), "warn,roomd=debug,roomd_sim=debug");
+        let env = FilterOverrides::new(None, Some("roomd=trace"));
+        assert_eq!(env.winner(), Some(("RUST_LOG", "roomd=trace")));
+        assert_eq!(env.directives("debug"), "roomd=trace");
+        let cli = FilterOverrides::new(Some("error"), Some("roomd=trace"));
+        assert_eq!(cli.winner(), Some(("--log-level", "error")));
+    }
+
+    #[test]
+    fn levels_and_directives_are_checked_before_use() {
+        for good in [
+            "debug",
+            " INFO ",
+            "roomd::cloud=trace",
+            "warn,roomd=debug",
+            "off",
+        ] {
+            parse_level(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        assert_eq!(
+            parse_level("verbose").unwrap_err().to_string(),
+            "`verbose` is not a log level: use trace, debug, info, warn, error or off, \
+             or directives such as `roomd::cloud=debug`"
+        );
+        assert!(matches!(parse_level(" "), Err(LogFilterError::Empty)));
+        let err = parse_level("roomd=loud").unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid log filter `roomd=loud`: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_drop_in_is_written_whole_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("roomd.toml");
+        let drop_in = log_level_drop_in(&main);
+        assert_eq!(drop_in, dir.path().join("config.d/90-log-level.toml"));
+        write_log_level_drop_in(&drop_in, "roomd::cloud=debug,\"quoted\"").unwrap();
+        let mode = std::fs::metadata(&drop_in).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let names: Vec<_> = std::fs::read_dir(drop_in.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["90-log-level.toml"], "no temporary file left");
+        let loaded = crate::config::load(&main, false).unwrap();
+        assert_eq!(loaded.config.log.level, "roomd::cloud=debug,\"quoted\"");
+
+        write_log_level_drop_in(&drop_in, "trace").unwrap();
+        assert_eq!(
+            crate::config::load(&main, false).unwrap().config.log.level,
+            "trace"
+        );
+        assert!(remove_log_level_drop_in(&drop_in).unwrap());
+        assert!(!remove_log_level_drop_in(&drop_in).unwrap());
+        assert_eq!(
+            crate::config::load(&main, false).unwrap().config.log.level,
+            "info"
+        );
+    }
+
+    #[test]
+    fn a_live_change_needs_the_daemon_filter() {
+        // Unit tests never call `init`, so there is nothing to reload.
+        assert!(matches!(
+            apply_config_level("debug"),
+            Err(LogFilterError::NotReloadable)
+        ));
     }
 
     #[test]
