@@ -13,8 +13,8 @@ use super::{CheckLine, fail, ok};
 use crate::hw::board::{Board, BoardGpio, ElementSpec, GpioBackend};
 use crate::hw::gpio::{LineAddress, LineListing, locate_lines};
 
-/// The consumer label `hw::gpio::cdev` requests lines with (`gpioinfo` shows it).
-const ROOMD_CONSUMER: &str = "roomd";
+// The consumer label `hw::gpio::cdev` requests lines with (`gpioinfo` shows it).
+use crate::hw::gpio::cdev::CONSUMER as ROOMD_CONSUMER;
 
 /// One line per GPIO role of the board.
 pub fn gpio_lines(board: &Board, daemon_running: bool) -> Vec<CheckLine> {

@@ -17,7 +17,7 @@ use super::{GpioError, MissingLine, MissingLines};
 use crate::hw::board::{BoardGpio, GpioRole};
 
 /// The consumer label the kernel shows for our lines (`gpioinfo`).
-const CONSUMER: &str = "roomd";
+pub(crate) const CONSUMER: &str = "roomd";
 
 /// One line as a chip lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
