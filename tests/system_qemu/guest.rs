@@ -89,12 +89,8 @@ impl Guest {
             .expect("image cmdline")
             .trim()
             .to_owned();
-        let cpu = std::env::var("ROOMD_SYSTEM_CPU").unwrap_or_else(|_| {
-            image
-                .get("qemu_cpu")
-                .unwrap_or("max,pauth-impdef=on")
-                .to_owned()
-        });
+        let cpu = std::env::var("ROOMD_SYSTEM_CPU")
+            .unwrap_or_else(|_| image.get("qemu_cpu").unwrap_or("cortex-a72").to_owned());
         let mut command = Command::new("qemu-system-aarch64");
         command
             .args([
@@ -164,8 +160,8 @@ impl Guest {
 
     fn fail(&self, what: &str) -> ! {
         panic!(
-            "{what}\n--- serial console (last 60 lines) ---\n{}",
-            self.console_tail(60)
+            "{what}\n--- serial console (last 30 lines) ---\n{}",
+            self.console_tail(30)
         )
     }
 
@@ -262,11 +258,19 @@ impl Guest {
     pub async fn ok(&mut self, script: &str, within: Duration) -> String {
         let out = self.run(script, within).await;
         if out.status != 0 {
+            let journal = self
+                .run(
+                    "journalctl --no-pager -n 60 -o short-monotonic -u roomd.service -u roomd-sim.service",
+                    Duration::from_secs(60),
+                )
+                .await;
             self.fail(&format!(
-                "guest command failed (exit {}{}):\n{script}\n--- output ---\n{}",
+                "guest command failed (exit {}{}):\n{script}\n--- output ---\n{}\n\
+                 --- journal of roomd and roomd-sim (last 60 entries) ---\n{}",
                 out.status,
                 if out.status == 124 { ", timed out" } else { "" },
-                out.text
+                out.text,
+                journal.text
             ));
         }
         out.text

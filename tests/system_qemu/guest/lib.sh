@@ -5,21 +5,53 @@ journal_cursor() {
     journalctl -n 1 -o export --no-pager | sed -n 's/^__CURSOR=//p'
 }
 
-# wait_journal SECONDS CURSOR MATCH...: prints the first journal entry after CURSOR that
-# matches (journalctl matches such as MESSAGE_ID=... _SYSTEMD_UNIT=roomd.service) as JSON
-# and returns 0, or returns 1 when none arrives within SECONDS. journalctl --follow wakes
-# on every new entry, so this awaits the event itself.
+# journal_filter FIELD=VALUE...: passes the JSON entries (one per line, journalctl -o json)
+# that carry every FIELD=VALUE.
+journal_filter() {
+    local line match matched
+    while IFS= read -r line; do
+        matched=1
+        for match in "$@"; do
+            [[ $line == *"\"${match%%=*}\":\"${match#*=}\""* ]] || { matched=0; break; }
+        done
+        [ "$matched" = 1 ] && printf '%s\n' "$line"
+    done
+    return 0
+}
+
+# journal_after CURSOR FIELD=VALUE...: the entries after CURSOR that match, as JSON lines.
+# Matching is done here, not by journalctl: with --after-cursor and a match, systemd 252's
+# journalctl skips the first matching entry (it assumes the cursor's entry matched).
+journal_after() {
+    local cursor="$1"
+    shift
+    journalctl --no-pager -o json --after-cursor="$cursor" | journal_filter "$@"
+}
+
+# wait_journal SECONDS CURSOR FIELD=VALUE...: prints the first entry after CURSOR that
+# matches (JSON) and returns 0, or returns 1 when none arrives within SECONDS.
+# journalctl --follow wakes on every new entry, so this awaits the event itself.
 wait_journal() {
-    local seconds="$1" cursor="$2" line
+    local seconds="$1" cursor="$2" line match matched status=1
     shift 2
-    coproc JOURNAL { exec journalctl --no-pager --follow -o json --after-cursor="$cursor" "$@"; }
-    local pid="$JOURNAL_PID" status=1
-    if IFS= read -r -t "$seconds" line <&"${JOURNAL[0]}"; then
-        printf '%s\n' "$line"
-        status=0
-    fi
+    local deadline=$((SECONDS + seconds))
+    # --lines=all: --follow alone means the last 10 entries, even after a cursor.
+    coproc JOURNAL { exec journalctl --no-pager --follow --lines=all -o json --after-cursor="$cursor"; }
+    local pid="$JOURNAL_PID"
+    while [ "$SECONDS" -lt "$deadline" ] &&
+        IFS= read -r -t "$((deadline - SECONDS))" line <&"${JOURNAL[0]}"; do
+        matched=1
+        for match in "$@"; do
+            [[ $line == *"\"${match%%=*}\":\"${match#*=}\""* ]] || { matched=0; break; }
+        done
+        if [ "$matched" = 1 ]; then
+            printf '%s\n' "$line"
+            status=0
+            break
+        fi
+    done
     kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true # journalctl ends by our SIGTERM (143)
     return "$status"
 }
 
