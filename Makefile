@@ -17,7 +17,7 @@
 #   CARGO_TARGET_DIR  default $(ROOMD_CACHE_DIR)/target, shared by every clone on the
 #                     machine so a fresh clone reuses compiled dependencies; ./target
 #                     is made a symlink to it. A real ./target directory is used as is.
-#   ROOMD_TARGET_MAX_MB  the shared target dir is wiped when it grows past this (default 25000)
+#   ROOMD_TARGET_MAX_MB  the shared target dir is wiped when it grows past this (default 40000: native debug + aarch64 debug and release fill about 28 GB)
 #   CARGO_TERM_COLOR  default auto (never when CI is set)
 #   CARGO_INCREMENTAL default 0 when CI is set (incremental state only grows the cache)
 
@@ -31,7 +31,7 @@ CROSS_TARGET := aarch64-unknown-linux-gnu
 
 ROOMD_CACHE_DIR ?= $(HOME)/.cache/roomd
 export ROOMD_CACHE_DIR
-ROOMD_TARGET_MAX_MB ?= 25000
+ROOMD_TARGET_MAX_MB ?= 40000
 export ROOMD_TARGET_MAX_MB
 
 ifeq ($(origin CARGO_TARGET_DIR),undefined)

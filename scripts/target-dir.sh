@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$(pwd -P)"
 cache="${ROOMD_CACHE_DIR:-$HOME/.cache/roomd}"
 tdir="$(realpath -m "${CARGO_TARGET_DIR:-$cache/target}")"
-max_mb="${ROOMD_TARGET_MAX_MB:-25000}"
+max_mb="${ROOMD_TARGET_MAX_MB:-40000}"
 
 log() { printf 'target: %s\n' "$*" >&2; }
 
