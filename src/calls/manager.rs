@@ -434,6 +434,26 @@ impl CallManager {
         }
     }
 
+    /// [`Self::find`] preferring a call in `state`, which the call found must be in for
+    /// `action` (`accepted`, `sent DTMF`).
+    fn find_in_state(
+        &self,
+        call_id: Option<u32>,
+        state: CallState,
+        action: &'static str,
+    ) -> Result<usize, CallError> {
+        let index = self.find(call_id, |c| c.state == state)?;
+        let call = &self.calls[index];
+        if call.state != state {
+            return Err(CallError::WrongState {
+                id: call.id,
+                state: call.state.as_str(),
+                action,
+            });
+        }
+        Ok(index)
+    }
+
     fn new_call(&mut self, direction: Direction, kind: &'static str, remote: String) -> usize {
         let call = Call {
             id: self.next_id,
@@ -722,15 +742,8 @@ impl CallManager {
 
     async fn accept(&mut self, call_id: Option<u32>) -> Result<(), CallError> {
         let services = self.services().ok_or(CallError::NotRegistered)?;
-        let index = self.find(call_id, |c| c.state == CallState::Ringing)?;
+        let index = self.find_in_state(call_id, CallState::Ringing, "accepted")?;
         let call = &self.calls[index];
-        if call.state != CallState::Ringing {
-            return Err(CallError::WrongState {
-                id: call.id,
-                state: call.state.as_str(),
-                action: "accepted",
-            });
-        }
         if let Some(other) = self
             .calls
             .iter()
@@ -765,15 +778,8 @@ impl CallManager {
 
     async fn reject(&mut self, call_id: Option<u32>) -> Result<(), CallError> {
         let services = self.services().ok_or(CallError::NotRegistered)?;
-        let index = self.find(call_id, |c| c.state == CallState::Ringing)?;
+        let index = self.find_in_state(call_id, CallState::Ringing, "rejected")?;
         let call = &self.calls[index];
-        if call.state != CallState::Ringing {
-            return Err(CallError::WrongState {
-                id: call.id,
-                state: call.state.as_str(),
-                action: "rejected",
-            });
-        }
         let (id, url) = (call.id, call.locus_url().unwrap_or_default().to_owned());
         tracing::info!(call_id = id, "Call {id}: rejecting");
         let result = services.locus.decline(&url).await;
@@ -861,15 +867,8 @@ impl CallManager {
             return Err(CallError::BadTones(tones.to_owned()));
         }
         let services = self.services().ok_or(CallError::NotRegistered)?;
-        let index = self.find(call_id, |c| c.state == CallState::Connected)?;
+        let index = self.find_in_state(call_id, CallState::Connected, "sent DTMF")?;
         let call = &self.calls[index];
-        if call.state != CallState::Connected {
-            return Err(CallError::WrongState {
-                id: call.id,
-                state: call.state.as_str(),
-                action: "sent DTMF",
-            });
-        }
         let url = call.locus_url().unwrap_or_default().to_owned();
         tracing::info!(
             call_id = call.id,

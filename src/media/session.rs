@@ -658,13 +658,7 @@ impl Session {
             num_live_sources: u8::from(!self.camera_off),
             entries: entries.to_vec(),
         };
-        tracing::info!(
-            call_id = self.start.call_id,
-            "Multistream: Video Send: {}",
-            sca.summary()
-        );
-        self.view.sca_sent += 1;
-        let _ = self.socket.send(&sca.encode()).await;
+        self.send_sca("Video", &sca).await;
     }
 
     async fn advertise_audio(&mut self) {
@@ -686,9 +680,15 @@ impl Session {
                 state,
             }],
         };
+        self.send_sca("Audio", &sca).await;
+    }
+
+    /// Logs an SCA in the seed's wording (`Multistream: Video Send: SCA [...]`), counts it
+    /// and sends it.
+    async fn send_sca(&mut self, media: &str, sca: &Sca) {
         tracing::info!(
             call_id = self.start.call_id,
-            "Multistream: Audio Send: {}",
+            "Multistream: {media} Send: {}",
             sca.summary()
         );
         self.view.sca_sent += 1;

@@ -235,31 +235,6 @@
     renderBookings();
   }
 
-  // The first call: who, its state, and what can be done with it.
-  function renderCall() {
-    const calls = at(state.status, 'Status', 'Call');
-    const live = Array.isArray(calls) ? calls.filter((c) => isObject(c) && !isGhost(c) && c.Status) : [];
-    const panel = $('call');
-    const call = live[0];
-    panel.hidden = !call;
-    if (!call) return;
-    const who = call.DisplayName || call.RemoteNumber || 'Call';
-    $('call-name').textContent = who;
-    $('call-state').textContent = spaced(String(call.Status));
-    panel.dataset.callId = String(call.id);
-    const ringing = call.Status === 'Ringing';
-    $('call-accept').hidden = !ringing;
-    $('call-leave').textContent = ringing ? 'Decline' : 'Leave';
-  }
-
-  function callCommand(command) {
-    const id = Number($('call').dataset.callId);
-    if (!rpc || !id) return;
-    rpc
-      .call('xCommand/Call/' + command, { CallId: id })
-      .catch((error) => notice('Could not ' + command.toLowerCase() + ': ' + describe(error), 'error'));
-  }
-
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = null;
