@@ -219,13 +219,7 @@ impl Guest {
 
     /// Runs a bash script in the guest (lib.sh's helpers available) within `within`.
     pub async fn run(&mut self, script: &str, within: Duration) -> Output {
-        self.next_id += 1;
-        let id = self.next_id;
-        let seconds = within.as_secs().max(1);
-        let request = format!("{id} {seconds} {}\n", BASE64.encode(script));
-        if let Err(e) = self.agent_tx.write_all(request.as_bytes()).await {
-            self.fail(&format!("harness port write: {e}"));
-        }
+        let id = self.send(script, within).await;
         // The guest's `timeout` fires first; the slack covers transfer under TCG.
         let deadline = within + Duration::from_secs(30);
         let started = Instant::now();
@@ -278,11 +272,19 @@ impl Guest {
 
     /// Sends a script that does not answer (a reboot) and does not wait.
     pub async fn send_only(&mut self, script: &str) {
+        self.send(script, Duration::from_secs(60)).await;
+    }
+
+    /// Writes one request to the agent; its id.
+    async fn send(&mut self, script: &str, within: Duration) -> u64 {
         self.next_id += 1;
-        let request = format!("{} 60 {}\n", self.next_id, BASE64.encode(script));
+        let id = self.next_id;
+        let seconds = within.as_secs().max(1);
+        let request = format!("{id} {seconds} {}\n", BASE64.encode(script));
         if let Err(e) = self.agent_tx.write_all(request.as_bytes()).await {
             self.fail(&format!("harness port write: {e}"));
         }
+        id
     }
 
     /// Ends QEMU through QMP `quit` (it may close the socket before answering) and waits

@@ -43,6 +43,11 @@ fn build_share(share: &Path, binaries: &Path) {
     for (file, mode) in [("agent.sh", 0o755), ("lib.sh", 0o644)] {
         copy_into(&here.join(file), &share.join("harness").join(file), mode);
     }
+    copy_into(
+        &repo.join("yocto-layer/meta-roomd/recipes-roomd/roomd/files/roomd-gpio-sim"),
+        &share.join("harness/roomd-gpio-sim"),
+        0o755,
+    );
     for bin in ["roomd", "roomd-sim"] {
         copy_into(&binaries.join(bin), &share.join("bin").join(bin), 0o755);
     }
@@ -214,34 +219,17 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
         gpio_sim, "module",
         "the image has no gpio-sim module ({gpio_sim}); see scripts/system/image.sh's log"
     );
-    let line_index = |role: GpioRole| GpioRole::ALL.iter().position(|r| *r == role).unwrap();
-    let names: Vec<&str> = GpioRole::ALL
-        .iter()
-        .map(|role| board.gpio.lines[role].as_str())
-        .collect();
+    // The Yocto layer's `roomd-gpio-sim` makes the chip from the board file, as on a
+    // qemuarm64 image.
+    let names: Vec<&str> = board.gpio.lines.values().map(String::as_str).collect();
     let gpio = guest
         .ok(
-            &format!(
-                r#"set -e
-                modprobe gpio-sim
-                mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
-                c=/sys/kernel/config/gpio-sim/roomd
-                mkdir "$c" "$c/bank0"
-                echo {count} > "$c/bank0/num_lines"
-                i=0
-                for name in {names}; do
-                    mkdir "$c/bank0/line$i"
-                    echo "$name" > "$c/bank0/line$i/name"
-                    i=$((i + 1))
-                done
-                echo 1 > "$c/live"
-                udevadm settle
-                chip=$(cat "$c/bank0/chip_name")
-                ls -l /dev/$chip
-                gpioinfo $chip"#,
-                count = names.len(),
-                names = names.join(" ")
-            ),
+            r#"set -e
+            sh /mnt/roomd/harness/roomd-gpio-sim /usr/share/roomd/board/qemu-virt.toml
+            udevadm settle
+            chip=$(cat /sys/kernel/config/gpio-sim/roomd/bank0/chip_name)
+            ls -l /dev/$chip
+            gpioinfo $chip"#,
             STEP,
         )
         .await;
@@ -338,8 +326,9 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
     assert_eq!(systemctl_status.trim(), "registered");
 
     // --- GPIO through the kernel: LEDs, mute, privacy, join ------------------------------
-    let value = |role: GpioRole| format!("$(gpio_line {})/value", line_index(role));
-    let pull = |role: GpioRole| format!("$(gpio_line {})/pull", line_index(role));
+    let line = |role: GpioRole| board.gpio.lines[&role].as_str();
+    let value = |role: GpioRole| format!("$(gpio_line {})/value", line(role));
+    let pull = |role: GpioRole| format!("$(gpio_line {})/pull", line(role));
     guest
         .ok(
             &format!(

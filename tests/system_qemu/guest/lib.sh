@@ -5,16 +5,21 @@ journal_cursor() {
     journalctl -n 1 -o export --no-pager | sed -n 's/^__CURSOR=//p'
 }
 
-# journal_filter FIELD=VALUE...: passes the JSON entries (one per line, journalctl -o json)
-# that carry every FIELD=VALUE.
+# journal_entry_matches JSON_LINE FIELD=VALUE...: the entry (journalctl -o json) carries
+# every FIELD=VALUE.
+journal_entry_matches() {
+    local line="$1" match
+    shift
+    for match in "$@"; do
+        [[ $line == *"\"${match%%=*}\":\"${match#*=}\""* ]] || return 1
+    done
+}
+
+# journal_filter FIELD=VALUE...: passes the JSON entries on stdin that carry every FIELD=VALUE.
 journal_filter() {
-    local line match matched
+    local line
     while IFS= read -r line; do
-        matched=1
-        for match in "$@"; do
-            [[ $line == *"\"${match%%=*}\":\"${match#*=}\""* ]] || { matched=0; break; }
-        done
-        [ "$matched" = 1 ] && printf '%s\n' "$line"
+        if journal_entry_matches "$line" "$@"; then printf '%s\n' "$line"; fi
     done
     return 0
 }
@@ -32,7 +37,7 @@ journal_after() {
 # matches (JSON) and returns 0, or returns 1 when none arrives within SECONDS.
 # journalctl --follow wakes on every new entry, so this awaits the event itself.
 wait_journal() {
-    local seconds="$1" cursor="$2" line match matched status=1
+    local seconds="$1" cursor="$2" line status=1
     shift 2
     local deadline=$((SECONDS + seconds))
     # --lines=all: --follow alone means the last 10 entries, even after a cursor.
@@ -40,11 +45,7 @@ wait_journal() {
     local pid="$JOURNAL_PID"
     while [ "$SECONDS" -lt "$deadline" ] &&
         IFS= read -r -t "$((deadline - SECONDS))" line <&"${JOURNAL[0]}"; do
-        matched=1
-        for match in "$@"; do
-            [[ $line == *"\"${match%%=*}\":\"${match#*=}\""* ]] || { matched=0; break; }
-        done
-        if [ "$matched" = 1 ]; then
+        if journal_entry_matches "$line" "$@"; then
             printf '%s\n' "$line"
             status=0
             break
@@ -70,9 +71,10 @@ main_pid() {
     systemctl show -p MainPID --value roomd.service
 }
 
-# A gpio-sim line's sysfs directory: gpio_line ROLE_INDEX (lines are created in board order).
+# A gpio-sim line's sysfs directory (pull, value): gpio_line LINE_NAME.
 gpio_line() {
-    local config=/sys/kernel/config/gpio-sim/roomd
+    local chip offset
+    read -r chip offset < <(gpiofind "$1")
     printf '/sys/devices/platform/%s/%s/sim_gpio%s' \
-        "$(cat "$config/dev_name")" "$(cat "$config/bank0/chip_name")" "$1"
+        "$(cat /sys/kernel/config/gpio-sim/roomd/dev_name)" "$chip" "$offset"
 }
