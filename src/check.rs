@@ -4,7 +4,7 @@
 //! device from the output alone. Nothing is changed: no GPIO line is requested and no
 //! device node opened, so the check is safe beside a running daemon.
 
-mod certs;
+pub mod certs;
 mod hardware;
 
 use std::fmt;
