@@ -8,7 +8,10 @@
 #   make test-native / make test-cross / make test-system   parts of `make test`
 #                  (test-system: the booted aarch64 guest under qemu-system-aarch64)
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
-#   make bench     benchmarks: SRP (native and under qemu), event socket, calendar, xAPI, Locus, media reachability (native), media engine (native and under qemu)
+#   make bench     every benchmark (SRP and media engine also for aarch64 under qemu);
+#                  writes docs/benchmarks.md (figures as ratios against in-run baselines)
+#   make fuzz      every fuzz target for FUZZ_TIME seconds (default 60), FUZZ_JOBS at once
+#                  (default 1); non-zero exit on any crash (scripts/fuzz.sh)
 #   make fmt | clippy | clean | clean-cache | deps | help
 #
 # Variables (all overridable: `make test JOBS=4`, or from the environment):
@@ -55,7 +58,7 @@ export CARGO JOBS
 # native fingerprints are identical with or without it).
 CARGO_ENV := . scripts/cross-env.sh &&
 
-.PHONY: all build cross test test-native test-cross test-system run bench fmt clippy clean clean-cache \
+.PHONY: all build cross test test-native test-cross test-system run bench fuzz soak fmt clippy clean clean-cache \
         deps deps-native target-link help
 
 all: build
@@ -100,18 +103,16 @@ run: deps-native target-link
 	@if [ ! -x scripts/run-local.sh ]; then echo "scripts/run-local.sh missing or not executable" >&2; exit 1; fi
 	exec scripts/run-local.sh
 
-# Benchmarks print their figures (ratios against a baseline measured in the same run),
-# natively and for aarch64 under qemu.
+# Every benchmark (natively, and SRP + media engine for aarch64 under qemu); writes
+# docs/benchmarks.md with the figures as ratios against their in-run baselines.
 bench: deps target-link
-	@$(CARGO_ENV) $(CARGO) bench --bench srp -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench srp --target $(CROSS_TARGET) -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench events -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench calendar -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench xapi -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench locus -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench reachability -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench media -j $(JOBS)
-	@$(CARGO_ENV) $(CARGO) bench --bench media --target $(CROSS_TARGET) -j $(JOBS)
+	@scripts/bench.sh
+
+# Every fuzz target for FUZZ_TIME seconds each (default 60), FUZZ_JOBS at once.
+FUZZ_TIME ?= 60
+FUZZ_JOBS ?= 1
+fuzz: deps-native
+	@scripts/fuzz.sh --time $(FUZZ_TIME) --jobs $(FUZZ_JOBS)
 
 fmt: deps-native
 	@$(CARGO) fmt --all

@@ -3,7 +3,7 @@
 # Debian 12 (bookworm) machine. Idempotent and quiet when everything is
 # present (then it takes well under a second).
 #
-#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm all (default: all)
+#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm fuzz all (default: all)
 #
 #   host     apt packages: host GStreamer dev + plugins + tools, C toolchains,
 #            aarch64 cross gcc, qemu-user (+ binfmt), mmdebstrap
@@ -21,6 +21,7 @@
 #            its package-lock.json changed since the last run (stamp under
 #            ~/.cache/roomd/npm-stamps) or node_modules is missing; npm cache
 #            ~/.cache/roomd/npm
+#   fuzz     cargo-fuzz (pinned version) for `make fuzz`; not part of `all`
 #
 # Environment: ROOMD_CACHE_DIR (default ~/.cache/roomd),
 #   ROOMD_DEBIAN_MIRROR (default http://deb.debian.org/debian),
@@ -309,6 +310,18 @@ deps_npm() {
     done
 }
 
+# ---------------------------------------------------------------- fuzz
+CARGO_FUZZ_VERSION=0.13.2
+
+deps_fuzz() {
+    if cargo fuzz --version 2>/dev/null | grep -qF "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+        return
+    fi
+    log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz >&2 ||
+        die "cargo install cargo-fuzz failed"
+}
+
 # ---------------------------------------------------------------- main
 steps=("$@")
 [ "${#steps[@]}" -eq 0 ] && steps=(all)
@@ -321,7 +334,8 @@ for step in "${steps[@]}"; do
         sysroot) deps_sysroot ;;
         qemu-system) deps_qemu_system ;;
         npm) deps_npm ;;
+        fuzz) deps_fuzz ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm all)" ;;
+        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm fuzz all)" ;;
     esac
 done
