@@ -10,6 +10,8 @@
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
 #   make bench     every benchmark (SRP and media engine also for aarch64 under qemu);
 #                  writes docs/benchmarks.md (figures as ratios against in-run baselines)
+#   make soak      fault soak: roomd against roomd-sim, 1,000 seeded faults + 200 kill -9
+#                  restarts, bookings equality, panics, peak RSS, reconnect schedule (≤ 20 min)
 #   make fuzz      every fuzz target for FUZZ_TIME seconds (default 60), FUZZ_JOBS at once
 #                  (default 1); non-zero exit on any crash (scripts/fuzz.sh)
 #   make fmt | clippy | clean | clean-cache | deps | help
@@ -113,6 +115,16 @@ FUZZ_TIME ?= 60
 FUZZ_JOBS ?= 1
 fuzz: deps-native
 	@scripts/fuzz.sh --time $(FUZZ_TIME) --jobs $(FUZZ_JOBS)
+
+# The fault soak (tests/soak): 1,000 seeded faults, then 200 kill -9 restarts; a report at the end.
+# SOAK_SEED, SOAK_FAULTS, SOAK_KILLS override the defaults (1, 1000, 200).
+SOAK_SEED ?= 1
+SOAK_FAULTS ?= 1000
+SOAK_KILLS ?= 200
+soak: deps-native target-link
+	@scripts/deps.sh soak
+	@ROOMD_SOAK_SEED=$(SOAK_SEED) ROOMD_SOAK_FAULTS=$(SOAK_FAULTS) ROOMD_SOAK_KILLS=$(SOAK_KILLS) \
+	    $(CARGO_ENV) $(CARGO) test --release --test soak -j $(JOBS)
 
 fmt: deps-native
 	@$(CARGO) fmt --all

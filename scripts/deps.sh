@@ -3,7 +3,7 @@
 # Debian 12 (bookworm) machine. Idempotent and quiet when everything is
 # present (then it takes well under a second).
 #
-#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm fuzz all (default: all)
+#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm fuzz soak all (default: all)
 #
 #   host     apt packages: host GStreamer dev + plugins + tools, C toolchains,
 #            aarch64 cross gcc, qemu-user (+ binfmt), mmdebstrap
@@ -22,6 +22,7 @@
 #            ~/.cache/roomd/npm-stamps) or node_modules is missing; npm cache
 #            ~/.cache/roomd/npm
 #   fuzz     cargo-fuzz (pinned version) for `make fuzz`; not part of `all`
+#   soak     apt package faketime (libfaketime: the soak's clock jumps); not part of `all`
 #
 # Environment: ROOMD_CACHE_DIR (default ~/.cache/roomd),
 #   ROOMD_DEBIAN_MIRROR (default http://deb.debian.org/debian),
@@ -322,6 +323,11 @@ deps_fuzz() {
         die "cargo install cargo-fuzz failed"
 }
 
+# ---------------------------------------------------------------- soak
+deps_soak() {
+    install_apt_packages faketime
+}
+
 # ---------------------------------------------------------------- main
 steps=("$@")
 [ "${#steps[@]}" -eq 0 ] && steps=(all)
@@ -335,7 +341,8 @@ for step in "${steps[@]}"; do
         qemu-system) deps_qemu_system ;;
         npm) deps_npm ;;
         fuzz) deps_fuzz ;;
+        soak) deps_soak ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm fuzz all)" ;;
+        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm fuzz soak all)" ;;
     esac
 done

@@ -3,16 +3,20 @@
 # prints one summary line per target. Exits non-zero if any target crashed,
 # leaked, timed out or failed to build.
 #
-#   scripts/fuzz.sh [--time SECS] [--jobs N] [--minimise] [TARGET...]
+#   scripts/fuzz.sh [--time SECS] [--jobs N] [--seed] [--minimise] [TARGET...]
 #
 #   --time SECS   libFuzzer -max_total_time per target (default $ROOMD_FUZZ_TIME or 60)
 #   --jobs N      targets fuzzed at once, one process each (default 1); the time per
 #                 target is wall time, so N=2 halves a campaign on two cores
+#   --seed        first record fresh seeds from the simulator's real wire output
+#                 (sim/tests/fuzz_seeds.rs: HTTP bodies, event frames, STUN answers, CA
+#                 files) into $ROOMD_CACHE_DIR/fuzz-seeds/<target>; every run reads them
 #   --minimise    afterwards, merge the committed corpus and this run's finds into a
-#                 minimal set (libFuzzer -merge=1: only inputs that add coverage) and
+#                 minimal set (libFuzzer -set_cover_merge=1: the fewest inputs that keep
+#                 every feature) and
 #                 replace fuzz/corpus/<target> with it; review and commit the result
 #
-# libFuzzer writes what it finds to a scratch corpus under
+# With --minimise the recorded seeds are merged in too. libFuzzer writes what it finds to a scratch corpus under
 # $ROOMD_CACHE_DIR/fuzz-corpus/<target> (kept between runs, so a campaign builds on
 # the last one); the committed seeds in fuzz/corpus/<target> are read only.
 # Crash inputs go to fuzz/artifacts/<target>/ (git-ignored); the full libFuzzer
@@ -27,6 +31,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${ROOMD_CACHE_DIR:-$HOME/.cache/roomd}"
 time_per_target="${ROOMD_FUZZ_TIME:-60}"
 minimise=0
+seed=0
 jobs=1
 targets=()
 
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
         --time) time_per_target="${2:?--time needs seconds}"; shift 2 ;;
         --time=*) time_per_target="${1#--time=}"; shift ;;
         --minimise) minimise=1; shift ;;
+        --seed) seed=1; shift ;;
         --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1" ;;
@@ -49,6 +55,15 @@ done
 [[ "$jobs" =~ ^[0-9]+$ ]] && [ "$jobs" -gt 0 ] || die "--jobs must be a positive number, not '$jobs'"
 
 "$repo/scripts/deps.sh" fuzz
+
+seeds="$cache/fuzz-seeds"
+if [ "$seed" -eq 1 ]; then
+    log "recording seeds from the simulator into $seeds"
+    rm -rf "$seeds"
+    mkdir -p "$seeds"
+    (cd "$repo" && ROOMD_FUZZ_SEEDS_DIR="$seeds" cargo test -q -p roomd-sim --test fuzz_seeds) >&2 ||
+        die "recording seeds failed"
+fi
 
 cd "$repo/fuzz"
 mapfile -t all_targets < <(cargo fuzz list)
@@ -81,8 +96,10 @@ fuzz_one() {
     local t="$1" scratch="$cache/fuzz-corpus/$1" artifacts="$repo/fuzz/artifacts/$1"
     local status=0 last runs secs cov ft corp rate kind result
     mkdir -p "$scratch" "$artifacts" "corpus/$t"
+    local inputs=("$scratch" "corpus/$t")
+    [ -d "$seeds/$t" ] && inputs+=("$seeds/$t")
     log "$t: ${time_per_target}s"
-    cargo fuzz run -O --target-dir "$fuzz_target_dir" "$t" "$scratch" "corpus/$t" -- \
+    cargo fuzz run -O --target-dir "$fuzz_target_dir" "$t" "${inputs[@]}" -- \
         -max_total_time="$time_per_target" -print_final_stats=1 \
         -artifact_prefix="$artifacts/" >"$logs/$t.log" 2>&1 || status=$?
     # The last status line: `#12345	DONE   cov: 812 ft: 2301 corp: 210/9Kb lim: ... exec/s: 4100 rss: 60Mb`
@@ -129,9 +146,11 @@ while [ "${#running[@]}" -gt 0 ]; do reap; done
 if [ "$minimise" -eq 1 ]; then
     for t in "${targets[@]}"; do
         merged="$(mktemp -d)"
-        log "$t: minimising corpus/$t + scratch finds"
-        cargo fuzz run -O --target-dir "$fuzz_target_dir" "$t" "$merged" "corpus/$t" "$cache/fuzz-corpus/$t" -- \
-            -merge=1 >"$logs/$t.merge.log" 2>&1 ||
+        log "$t: minimising corpus/$t + scratch finds + recorded seeds"
+        from=("corpus/$t" "$cache/fuzz-corpus/$t")
+        [ -d "$seeds/$t" ] && from+=("$seeds/$t")
+        cargo fuzz run -O --target-dir "$fuzz_target_dir" "$t" "$merged" "${from[@]}" -- \
+            -set_cover_merge=1 >"$logs/$t.merge.log" 2>&1 ||
             { rm -rf "$merged"; tail -20 "$logs/$t.merge.log" >&2; die "$t: merge failed"; }
         rm -rf "corpus/$t"
         mv "$merged" "corpus/$t"

@@ -231,6 +231,33 @@ async fn replaced_socket_stops_and_refusal_before_online_fails() {
     sim.shutdown().await;
 }
 
+/// A socket stopped by a close code stays down only until the next registration refresh, not
+/// until a restart: 4000 "replaced", then the refresh (every second here) starts it over.
+#[tokio::test]
+async fn a_stopped_socket_starts_over_at_the_next_registration() {
+    LogCapture::global();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, daemon, mut status) = registered_daemon(dir.path(), "", |config| {
+        fast_socket(config);
+        config.cloud.registration_refresh_secs = 1;
+    })
+    .await;
+    wait_online_count(&sim, 1).await;
+    sim.close_websockets(4000, "replaced").unwrap();
+    wait_status(&mut status, "stopped", |s| {
+        s.websocket.state == WsState::Stopped
+    })
+    .await;
+    let all = wait_online_count(&sim, 2).await;
+    assert_eq!(all[0].close_code, Some(4000), "{all:#?}");
+    wait_status(&mut status, "online again", |s| {
+        s.websocket.state == WsState::Online
+    })
+    .await;
+    daemon.run_until(async {}).await.unwrap();
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn withheld_and_mismatched_pongs_and_a_half_open_socket_are_detected() {
     LogCapture::global();

@@ -98,6 +98,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/admin/mercury/close", post(ws_close))
         .route("/admin/udp", get(list_udp).delete(clear_udp))
         .route("/admin/hosts/alt", get(get_alt).post(post_alt))
+        .route("/admin/restart", post(post_restart))
         .route("/admin/activations", get(list_activations))
         .route("/admin/activation/reset", post(reset_activation))
         .route("/admin/tokens", get(list_tokens))
@@ -479,6 +480,21 @@ async fn post_alt(State(s): State<AdminState>, body: Bytes) -> AdminResult {
         .set_mode(mode)
         .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     Ok(Json(json!({ "mode": mode.as_str() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartRequest {
+    down_ms: u64,
+}
+
+async fn post_restart(State(s): State<AdminState>, body: Bytes) -> AdminResult {
+    let req: RestartRequest = parse(&body)?;
+    let done = s
+        .sim
+        .restart(std::time::Duration::from_millis(req.down_ms))
+        .map_err(|e| AdminError(StatusCode::CONFLICT, format!("{e:#}")))?;
+    Ok(Json(json!(done)))
 }
 
 async fn list_activations(State(s): State<AdminState>) -> Json<Value> {

@@ -1,5 +1,6 @@
 //! The "alt" listener: the primary host of the U2C hostmap, switchable at run time so the agent's
-//! failover can be tested.
+//! failover can be tested. The main and proxy listeners use the same switch (`serve`/`refuse`
+//! only) for a front-end restart (`crate::restart`).
 //!
 //! Modes: `serve` (normal), `503` (every request answers 503 `{"message":"host failing"}`), `refuse`
 //! (the listening socket is closed, so connects are refused, and open connections are dropped; set
@@ -64,17 +65,27 @@ struct Inner {
 /// The alt host's mode and listening socket; shared by the admin API, the handle and the task.
 #[derive(Debug)]
 pub(crate) struct AltControl {
+    /// The listener's name in logs and recorded requests: `alt`, `https` or `proxy`.
+    name: &'static str,
     addr: SocketAddr,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
 }
 
 impl AltControl {
-    /// Binds `addr` (port 0 picks one) and starts in `serve` mode.
+    /// Binds `addr` (port 0 picks one) as the alt host and starts in `serve` mode.
     pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
-        let (listener, dup) = bind_std(addr)?;
-        let addr = listener.local_addr().context("alt listener address")?;
+        Self::bind_named(addr, "alt")
+    }
+
+    /// As [`AltControl::bind`], for the listener called `name`.
+    pub(crate) fn bind_named(addr: SocketAddr, name: &'static str) -> anyhow::Result<Self> {
+        let (listener, dup) = bind_std(addr, name)?;
+        let addr = listener
+            .local_addr()
+            .with_context(|| format!("{name} listener address"))?;
         Ok(Self {
+            name,
             addr,
             inner: Mutex::new(Inner {
                 mode: AltMode::Serve,
@@ -103,12 +114,13 @@ impl AltControl {
                 // Shutting a listening socket down closes it for every descriptor (Linux): connects
                 // are refused from now on and the task's accept fails. The task then drops its copy.
                 if let Err(e) = socket2::SockRef::from(&sock).shutdown(std::net::Shutdown::Read) {
-                    tracing::debug!(error = %e, "alt listener shutdown; the task will close it");
+                    tracing::debug!(listener = self.name, error = %e, "listener shutdown; the task will close it");
                 }
             }
         } else if mode != AltMode::Refuse && was == AltMode::Refuse {
-            let (listener, dup) = bind_std(self.addr)
-                .with_context(|| format!("re-binding the alt listener on {}", self.addr))?;
+            let (listener, dup) = bind_std(self.addr, self.name).with_context(|| {
+                format!("re-binding the {} listener on {}", self.name, self.addr)
+            })?;
             inner.active = Some(dup);
             inner.pending = Some(listener);
         }
@@ -116,9 +128,10 @@ impl AltControl {
         drop(inner);
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
         tracing::info!(
+            listener = self.name,
             from = was.as_str(),
             to = mode.as_str(),
-            "alt host mode changed"
+            "listener mode changed"
         );
         Ok(())
     }
@@ -148,20 +161,23 @@ impl AltControl {
     }
 }
 
-fn bind_std(addr: SocketAddr) -> anyhow::Result<(std::net::TcpListener, std::net::TcpListener)> {
+fn bind_std(
+    addr: SocketAddr,
+    name: &str,
+) -> anyhow::Result<(std::net::TcpListener, std::net::TcpListener)> {
     // std sets SO_REUSEADDR on Unix, so re-binding right after a close works despite TIME_WAIT.
     let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("binding the alt listener on {addr}"))?;
+        .with_context(|| format!("binding the {name} listener on {addr}"))?;
     listener
         .set_nonblocking(true)
-        .context("alt listener non-blocking")?;
+        .with_context(|| format!("{name} listener non-blocking"))?;
     let dup = listener
         .try_clone()
-        .context("duplicating the alt listener")?;
+        .with_context(|| format!("duplicating the {name} listener"))?;
     Ok((listener, dup))
 }
 
-/// Serves the alt host for the simulator's lifetime, following the mode.
+/// Serves the listener for the simulator's lifetime, following the mode.
 pub(crate) async fn run(
     control: Arc<AltControl>,
     tls: TlsAcceptor,
@@ -179,7 +195,7 @@ pub(crate) async fn run(
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "alt listener unusable; waiting for the next mode change");
+                tracing::error!(listener = control.name, error = %e, "listener unusable; waiting for the next mode change");
                 tokio::select! {
                     () = shutdown.wait() => return,
                     () = control.next_change(&mut rx) => continue,
@@ -192,7 +208,7 @@ pub(crate) async fn run(
             router.clone(),
             shutdown.clone(),
             control.refused(),
-            "alt",
+            control.name,
         )
         .await;
         if !stopped {

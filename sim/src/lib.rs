@@ -8,7 +8,10 @@
 //! - `server`: [`SimOptions`], [`start`], [`SimHandle`]; binds the listeners (main, proxy, alt, admin,
 //!   UDP) and wires the routers.
 //! - `http`: serves a router over TLS (ALPN h2 + HTTP/1.1) or cleartext, with graceful shutdown.
-//! - `alt`: the alt listener's run-time modes (serve, 503, refuse).
+//! - `alt`: the alt listener's run-time modes (serve, 503, refuse); the main and proxy listeners use
+//!   the same switch.
+//! - `restart`: a front-end restart (every HTTPS listener closed, connections and event sockets
+//!   dropped, the same ports bound again after a down time; data kept).
 //! - `tls`: the per-run test CA and proxy CA and the `localhost`/`127.0.0.1`/`::1` certificates they sign.
 //! - `scenario`: [`Scenario`], the TOML/JSON description of the simulated cloud.
 //! - `state`: the shared state every service and the admin API use.
@@ -62,6 +65,7 @@ mod media;
 mod meeting_server;
 mod mercury;
 mod recorder;
+pub mod restart;
 mod scenario;
 mod server;
 mod shutdown;

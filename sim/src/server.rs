@@ -148,8 +148,15 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let proxy_ca_path = state_dir.join("proxy-ca.pem");
     write_atomic(&proxy_ca_path, proxy_material.ca_pem.as_bytes()).await?;
 
-    let https_listener = bind_tcp(SocketAddr::new(opts.bind, opts.https_port), "HTTPS").await?;
-    let proxy_listener = bind_tcp(SocketAddr::new(opts.bind, opts.proxy_port), "proxy").await?;
+    // Switchable like the alt host, so a front-end restart can close them (`crate::restart`).
+    let https_control = Arc::new(AltControl::bind_named(
+        SocketAddr::new(opts.bind, opts.https_port),
+        "https",
+    )?);
+    let proxy_control = Arc::new(AltControl::bind_named(
+        SocketAddr::new(opts.bind, opts.proxy_port),
+        "proxy",
+    )?);
     let alt_control = Arc::new(AltControl::bind(SocketAddr::new(opts.bind, opts.alt_port))?);
     let admin_listener = bind_tcp(SocketAddr::new(opts.bind, opts.admin_port), "admin").await?;
     let cms_prepared = meeting_server::Prepared::new(
@@ -172,12 +179,8 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         calliope::bind(&opts.scenario.calliope, opts.bind).await?;
     let calliope_state = Arc::new(calliope_state);
 
-    let https = https_listener
-        .local_addr()
-        .context("HTTPS listener address")?;
-    let proxy = proxy_listener
-        .local_addr()
-        .context("proxy listener address")?;
+    let https = https_control.addr();
+    let proxy = proxy_control.addr();
     let alt = alt_control.addr();
     let admin = admin_listener
         .local_addr()
@@ -223,6 +226,11 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         opts.scenario,
         endpoints,
         Arc::clone(&alt_control),
+        [
+            Arc::clone(&https_control),
+            Arc::clone(&proxy_control),
+            Arc::clone(&alt_control),
+        ],
         Arc::clone(&calliope_state),
         media_node,
     ));
@@ -250,19 +258,17 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     xtls_config.alpn_protocols.clear();
 
     let mut tasks = vec![
-        tokio::spawn(crate::http::serve(
-            https_listener,
-            Some(TlsAcceptor::from(material.server_config)),
+        tokio::spawn(alt::run(
+            https_control,
+            TlsAcceptor::from(material.server_config),
             main_router,
             shutdown.clone(),
-            "https",
         )),
-        tokio::spawn(crate::http::serve(
-            proxy_listener,
-            Some(TlsAcceptor::from(Arc::clone(&proxy_material.server_config))),
+        tokio::spawn(alt::run(
+            proxy_control,
+            TlsAcceptor::from(Arc::clone(&proxy_material.server_config)),
             proxy_router,
             shutdown.clone(),
-            "proxy",
         )),
         tokio::spawn(alt::run(
             alt_control,
@@ -431,6 +437,13 @@ impl SimHandle {
     /// before it returns. Errors on an unknown mode or when the port cannot be bound again.
     pub fn set_alt_mode(&self, mode: &str) -> anyhow::Result<()> {
         self.sim.alt.set_mode(AltMode::parse(mode)?)
+    }
+
+    /// Restarts the cloud's front ends (as `POST /admin/restart`): the HTTPS listeners close and
+    /// drop every connection and event socket, then bind the same ports again after `down`; the
+    /// state is kept. Returns once they are closed. Errors while a restart is under way.
+    pub fn restart(&self, down: std::time::Duration) -> anyhow::Result<crate::restart::Restarted> {
+        self.sim.restart(down)
     }
 
     /// The alt host's mode: `serve`, `503` or `refuse`.

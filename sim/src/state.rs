@@ -12,6 +12,7 @@ use crate::locus::Loci;
 use crate::media::MediaNode;
 use crate::mercury::Hub;
 use crate::recorder::{BoundedLog, LOG_CAPACITY, ReceivedRequest};
+use crate::restart::{FrontEnds, Restarted};
 use crate::scenario::{Scenario, WdmFeatures};
 use crate::shutdown::Shutdown;
 use crate::tokens::TokenStore;
@@ -45,6 +46,8 @@ pub(crate) struct SimState {
     pub tokens: TokenStore,
     pub wdm: WdmStore,
     pub alt: Arc<AltControl>,
+    /// The HTTPS listeners a front-end restart closes.
+    pub front_ends: FrontEnds,
     /// Calendar bookings, KMS keys, list page faults.
     pub calendar: Calendar,
     /// Every locus and the delta fault mode.
@@ -60,6 +63,7 @@ impl SimState {
         scenario: Scenario,
         endpoints: Endpoints,
         alt: Arc<AltControl>,
+        front_ends: [Arc<AltControl>; 3],
         calliope: Arc<Calliope>,
         media: MediaNode,
     ) -> Self {
@@ -75,10 +79,16 @@ impl SimState {
             tokens: TokenStore::default(),
             wdm: WdmStore::default(),
             alt,
+            front_ends: FrontEnds::new(front_ends),
             locus: Loci::default(),
             calliope,
             media,
         }
+    }
+
+    /// A front-end restart (`crate::restart`).
+    pub(crate) fn restart(&self, down: Duration) -> anyhow::Result<Restarted> {
+        self.front_ends.restart(&self.mercury, down)
     }
 
     pub(crate) fn scenario(&self) -> Scenario {

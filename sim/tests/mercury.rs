@@ -868,3 +868,65 @@ async fn admin_close_abort_and_listing() -> Result {
     f.sim.shutdown().await;
     Ok(())
 }
+
+/// A front-end restart drops the socket without a close frame, refuses connects while down, 409s a
+/// second restart meanwhile, and comes back on the same port with the same token and registration.
+#[tokio::test]
+async fn front_end_restart_drops_refuses_and_keeps_the_state() -> Result {
+    let f = fixture().await?;
+    let (mut ws, _) = f.online().await?;
+    let id = f
+        .sim
+        .mercury_connections()
+        .last()
+        .ok_or("no connection")?
+        .id;
+
+    let done = f.post("/admin/restart", json!({"down_ms": 400})).await?;
+    assert_eq!(done, json!({"aborted_sockets": 1, "down_ms": 400}));
+    expect_no_close_frame(&mut ws).await?;
+    assert_eq!(
+        f.closed(id).await?.closed_by,
+        Some(roomd_sim::ClosedBy::Aborted)
+    );
+    // Closed when the call returned: no connect can get through until the down time is over.
+    for addr in [f.sim.https_addr(), f.sim.proxy_addr(), f.sim.alt_addr()] {
+        let err = TcpStream::connect(addr)
+            .await
+            .err()
+            .ok_or("connect while down")?;
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{addr}");
+    }
+    let (status, busy) = f
+        .admin(
+            reqwest::Method::POST,
+            "/admin/restart",
+            Some(json!({"down_ms": 1})),
+        )
+        .await?;
+    assert_eq!(status, 409, "{busy}");
+
+    // A device retries with backoff; so does this client, bounded by WAIT.
+    let deadline = Instant::now() + WAIT;
+    let (mut ws, first) = loop {
+        match f.online().await {
+            Ok(online) => break online,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "still down");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    assert_eq!(first["sequenceNumber"], 1, "{first}");
+    assert_eq!(f.sim.alt_mode(), "serve");
+    ws.close(None).await?;
+    let dev = f
+        .http
+        .get(&f.device_url)
+        .bearer_auth(&f.token)
+        .send()
+        .await?;
+    assert_eq!(dev.status(), 200, "the device survived the restart");
+    Ok(())
+}

@@ -449,12 +449,12 @@ async fn activated(
                                 calliope_tx.send_replace(Some(source));
                             }
                         }
-                        let previous_url = registered.as_ref().map(|r| &r.registration.web_socket_url);
-                        if previous_url != Some(&now.registration.web_socket_url) {
-                            match &now.registration.web_socket_url {
-                                Some(url) => { ws_urls.send_replace(Some(url.clone())); }
-                                None => tracing::warn!("the WDM registration has no webSocketUrl; no event socket"),
-                            }
+                        // Every registration, refreshes included, goes to the event socket: one
+                        // that a close code stopped (4000, 4400/4403) starts over at the next
+                        // registration instead of staying down until a restart.
+                        match &now.registration.web_socket_url {
+                            Some(url) => { ws_urls.send_replace(Some(url.clone())); }
+                            None => tracing::warn!("the WDM registration has no webSocketUrl; no event socket"),
                         }
                         let urls = locus_base.clone().map(|locus| LocusUrls {
                             locus,

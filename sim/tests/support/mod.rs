@@ -39,15 +39,28 @@ pub fn client_trusting(ca_pem: &str, timeout: Duration) -> Result<reqwest::Clien
 
 /// SRP init + invoke as an honest client; returns the access token from the service data.
 pub async fn activate(sim: &SimHandle, main: &reqwest::Client, code: &str) -> Result<String> {
+    activate_recording(sim, main, code, &mut Vec::new()).await
+}
+
+/// As [`activate`], also recording each answer's body (init, invoke, the decrypted service
+/// data) as (file name, bytes), for fuzz seeds.
+pub async fn activate_recording(
+    sim: &SimHandle,
+    main: &reqwest::Client,
+    code: &str,
+    bodies: &mut Vec<(String, Vec<u8>)>,
+) -> Result<String> {
     let (id, password) = code.split_at(8);
     let base = sim.activation_url();
-    let init: Value = main
+    let init = main
         .post(format!("{base}/idb/token/v1/actions/srp/init"))
         .json(&json!({ "activationId": id }))
         .send()
         .await?
-        .json()
+        .bytes()
         .await?;
+    bodies.push(("srp-init.json".into(), init.to_vec()));
+    let init: Value = serde_json::from_slice(&init)?;
     let salt = srp::unb64(init["srpS"].as_str().ok_or("srpS")?).ok_or("srpS b64")?;
     let b_b64 = init["srpB"].as_str().ok_or("srpB")?.to_owned();
     let b_pub = srp::decode_int(&b_b64).ok_or("srpB b64")?;
@@ -61,14 +74,16 @@ pub async fn activate(sim: &SimHandle, main: &reqwest::Client, code: &str) -> Re
         "systemName": "s53300", "systemVersion": "roomd 0.1.0", "model": "m", "serial": "s"});
     let env = keys.seal(info.to_string().as_bytes());
     let url = init["url"].as_str().ok_or("url")?.to_owned();
-    let body: Value = main
+    let body = main
         .post(url)
         .json(&json!({"srpA": srp::b64(&group.pad(&a_pub)), "srpB": b_b64,
             "oauthData": env.data, "oauthDataHMAC": env.hmac}))
         .send()
         .await?
-        .json()
+        .bytes()
         .await?;
+    bodies.push(("srp-invoke.json".into(), body.to_vec()));
+    let body: Value = serde_json::from_slice(&body)?;
     let plain = keys.open(&Envelope {
         data: body["serviceData"]
             .as_str()
@@ -76,6 +91,7 @@ pub async fn activate(sim: &SimHandle, main: &reqwest::Client, code: &str) -> Re
             .to_owned(),
         hmac: body["serviceDataHMAC"].as_str().ok_or("hmac")?.to_owned(),
     })?;
+    bodies.push(("service-data.json".into(), plain.clone()));
     let data: Value = serde_json::from_slice(&plain)?;
     Ok(data["tokens"]["access_token"]
         .as_str()
