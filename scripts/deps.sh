@@ -3,7 +3,7 @@
 # Debian 12 (bookworm) machine. Idempotent and quiet when everything is
 # present (then it takes well under a second).
 #
-#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm fuzz soak all (default: all)
+#   scripts/deps.sh [STEP...]     STEP: host rust binfmt sysroot qemu-system npm fuzz soak deny all (default: all)
 #
 #   host     apt packages: host GStreamer dev + plugins + tools, C toolchains,
 #            aarch64 cross gcc, qemu-user (+ binfmt), mmdebstrap
@@ -23,6 +23,9 @@
 #            ~/.cache/roomd/npm
 #   fuzz     cargo-fuzz (pinned version) for `make fuzz`; not part of `all`
 #   soak     apt package faketime (libfaketime: the soak's clock jumps); not part of `all`
+#   deny     cargo-deny (pinned version, scripts/lib/cargo-deny.sh) under
+#            ~/.cache/roomd/tools/cargo-deny-<version>, shared by every clone; for
+#            `scripts/test.sh security` (which runs this step itself); not part of `all`
 #
 # Environment: ROOMD_CACHE_DIR (default ~/.cache/roomd),
 #   ROOMD_DEBIAN_MIRROR (default http://deb.debian.org/debian),
@@ -31,6 +34,8 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/sysroot.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/sysroot.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/cargo-deny.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cargo-deny.sh"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -328,6 +333,38 @@ deps_soak() {
     install_apt_packages faketime
 }
 
+# ---------------------------------------------------------------- deny
+cargo_deny_installed() {
+    [ -x "$CARGO_DENY" ] && "$CARGO_DENY" --version 2>/dev/null | grep -qxF "cargo-deny $CARGO_DENY_VERSION"
+}
+
+deps_deny() {
+    cargo_deny_installed && return
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    mkdir -p "$ROOMD_CACHE_DIR/tools"
+    # One install at a time: clones (CI) share the root.
+    exec 8>"$ROOMD_CACHE_DIR/tools/.cargo-deny.lock"
+    if ! flock -n 8; then
+        log "waiting for another deps.sh installing cargo-deny"
+        flock 8
+    fi
+    if ! cargo_deny_installed; then
+        local tmp="$CARGO_DENY_ROOT.tmp$$" t0=$SECONDS
+        rm -rf "$CARGO_DENY_ROOT" "$ROOMD_CACHE_DIR"/tools/cargo-deny-*.tmp*
+        log "cargo install cargo-deny $CARGO_DENY_VERSION into $CARGO_DENY_ROOT (once per machine; a few minutes)"
+        # A throw-away target dir of its own, not the shared one: its features differ and
+        # nothing else reuses them.
+        env -u CARGO_TARGET_DIR cargo install --quiet --locked --version "$CARGO_DENY_VERSION" \
+            --root "$tmp" -j "${JOBS:-2}" cargo-deny >&2 ||
+            { rm -rf "$tmp"; die "cargo install cargo-deny $CARGO_DENY_VERSION failed"; }
+        mv -T "$tmp" "$CARGO_DENY_ROOT"
+        cargo_deny_installed || die "$CARGO_DENY does not report version $CARGO_DENY_VERSION"
+        log "cargo-deny $CARGO_DENY_VERSION ready in $((SECONDS - t0)) s"
+    fi
+    flock -u 8
+    exec 8>&-
+}
+
 # ---------------------------------------------------------------- main
 steps=("$@")
 [ "${#steps[@]}" -eq 0 ] && steps=(all)
@@ -342,7 +379,8 @@ for step in "${steps[@]}"; do
         npm) deps_npm ;;
         fuzz) deps_fuzz ;;
         soak) deps_soak ;;
+        deny) deps_deny ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm fuzz soak all)" ;;
+        *) die "unknown step '$step' (host rust binfmt sysroot qemu-system npm fuzz soak deny all)" ;;
     esac
 done

@@ -2,11 +2,16 @@
 # The checks behind `make test` (and so CI). Runs every requested step even
 # after one fails, prints one summary line, and exits non-zero if any failed.
 #
-#   scripts/test.sh [STEP...]    STEP: fmt clippy native cross system (default: all, in that order)
+#   scripts/test.sh [STEP...]    STEP: fmt clippy native security cross system (default: all, in that order)
 #
 #   fmt      cargo fmt --all -- --check
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
-#   native   cargo test --workspace --no-fail-fast      (x86_64 host)
+#   native   cargo test --workspace --no-fail-fast      (x86_64 host); with `security` in the
+#            same run, every log of the pass is collected under ROOMD_TEST_LOG_DIR (below)
+#   security the secret scan: every secret the native pass used or issued (recorded under
+#            ROOMD_TEST_LOG_DIR/secrets) looked for in every log it wrote (ROOMD_TEST_LOG_DIR/logs),
+#            findings named by file and line, never printed; then scripts/deny.sh (cargo deny
+#            check: advisories, licenses, bans, sources). docs/security.md
 #   cross    cargo test --workspace --no-fail-fast --target aarch64-unknown-linux-gnu
 #            (built against the arm64 sysroot, run under qemu-aarch64 by
 #            scripts/qemu-runner.sh)
@@ -15,7 +20,9 @@
 #            roomd and roomd-sim, then tests/system_qemu under qemu-system-aarch64 (TCG)
 #
 # Expects scripts/deps.sh to have run (make does that). Honours CARGO, JOBS
-# (default 2) and whatever CARGO_* variables the caller exports.
+# (default 2) and whatever CARGO_* variables the caller exports. ROOMD_TEST_LOG_DIR: the
+# security step scans that directory instead of a fresh one (kept afterwards); without it, a
+# fresh directory under TMPDIR is used and removed when the scan passed.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -27,8 +34,42 @@ JOBS="${JOBS:-2}"
 CROSS_TARGET=aarch64-unknown-linux-gnu
 
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(fmt clippy native cross system)
+[ "${#steps[@]}" -eq 0 ] && steps=(fmt clippy native security cross system)
 
+# The native pass's logs and secrets, for the security step's scan (docs/security.md).
+log_dir="${ROOMD_TEST_LOG_DIR:-}"
+log_dir_is_ours=0
+native_ran=0
+scan_passed=0
+if [[ " ${steps[*]} " == *" security "* ]] && [ -z "$log_dir" ]; then
+    log_dir="$(mktemp -d "${TMPDIR:-/tmp}/roomd-test-logs.XXXXXX")" || exit 2
+    log_dir_is_ours=1
+fi
+
+# shellcheck disable=SC2317  # called through run_step
+native_tests() {
+    native_ran=1
+    if [ -n "$log_dir" ]; then
+        ROOMD_TEST_LOG_DIR="$log_dir" "$CARGO" test --workspace --no-fail-fast -j "$JOBS"
+    else
+        "$CARGO" test --workspace --no-fail-fast -j "$JOBS"
+    fi
+}
+
+# shellcheck disable=SC2317  # called through run_step
+secret_scan() {
+    if [ "$native_ran" -eq 0 ] && [ "$log_dir_is_ours" -eq 1 ]; then
+        echo "security: nothing to scan: the secret scan reads the native pass's logs; run \`scripts/test.sh native security\`" \
+            "(or set ROOMD_TEST_LOG_DIR to the directory of an earlier native pass)" >&2
+        return 1
+    fi
+    echo "security: scanning $log_dir"
+    ROOMD_TEST_LOG_DIR="$log_dir" "$CARGO" test --test security_log_scan -j "$JOBS" -- \
+        --ignored --exact no_secret_in_any_log_of_the_test_run --nocapture || return
+    scan_passed=1
+}
+
+# shellcheck disable=SC2317  # called through run_step
 system_test() {
     local image binaries
     image="$(scripts/system/image.sh)" || return
@@ -61,15 +102,27 @@ for step in "${steps[@]}"; do
     case "$step" in
         fmt) run_step "fmt" "$CARGO" fmt --all -- --check ;;
         clippy) run_step "clippy" "$CARGO" clippy --workspace --all-targets -j "$JOBS" -- -D warnings ;;
-        native) run_step "test x86_64" "$CARGO" test --workspace --no-fail-fast -j "$JOBS" ;;
+        native) run_step "test x86_64" native_tests ;;
+        security)
+            run_step "security: secret scan" secret_scan
+            run_step "security: cargo deny" scripts/deny.sh
+            ;;
         cross) run_step "test aarch64 (qemu)" "$CARGO" test --workspace --no-fail-fast --target "$CROSS_TARGET" -j "$JOBS" ;;
         system) run_step "system test (qemu-system-aarch64)" system_test ;;
         *)
-            echo "test.sh: unknown step '$step' (fmt clippy native cross system)" >&2
+            echo "test.sh: unknown step '$step' (fmt clippy native security cross system)" >&2
             exit 2
             ;;
     esac
 done
+
+if [ "$log_dir_is_ours" -eq 1 ]; then
+    if [ "$scan_passed" -eq 1 ]; then
+        rm -rf "$log_dir"
+    else
+        printf '\nlogs and secrets of this run kept in %s (they hold the test run'"'"'s own secrets)\n' "$log_dir"
+    fi
+fi
 
 summary_line="$(IFS=';'; printf '%s' "${summary[*]}" | sed 's/;/, /g')"
 printf '\nmake test summary: %s; total %ss\n' "$summary_line" "$((SECONDS - t_start))"

@@ -110,6 +110,8 @@ impl Activation {
     /// Follows the scenario's devices: new codes get a fresh salt and verifier, unchanged ones keep
     /// their state (used, failures), removed ones are forgotten.
     pub(crate) fn sync(&self, scenario: &Scenario) {
+        // Every scenario the simulator adopts passes here (start and replacements).
+        crate::test_run::record_scenario(scenario);
         let mut fresh = Vec::new();
         {
             let inner = lock(&self.inner);

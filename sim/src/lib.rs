@@ -48,6 +48,8 @@
 //!   TLS, `/api/v1/authTokens`, the `/events/v1` WebSocket, a conference model, a scripted
 //!   conference) and its `/admin/meeting-server/*` routes and [`SimHandle`] mirrors.
 //! - `clock`, `shutdown`: time formatting and the shutdown signal.
+//! - `test_run`: with `ROOMD_TEST_LOG_DIR` set, records every secret issued or configured and
+//!   keeps the log where the test run's secret scan reads it.
 
 mod activation;
 mod admin;
@@ -71,6 +73,7 @@ mod server;
 mod shutdown;
 pub mod srp;
 mod state;
+pub mod test_run;
 pub mod tls;
 mod tokens;
 mod u2c;

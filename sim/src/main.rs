@@ -13,6 +13,7 @@ use clap::Parser;
 use roomd_sim::{Scenario, SimOptions};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt as _};
 
 /// Cloud simulator for roomd: the server side of its protocols, on loopback.
 #[derive(Debug, Parser)]
@@ -60,9 +61,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // In a scanned test run the log also goes to ROOMD_TEST_LOG_DIR (roomd_sim::test_run).
+    let writer = match roomd_sim::test_run::log_file("binary") {
+        Some(file) => BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(file))),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colour only for a person at a terminal, not in captured logs.
         .with_ansi(std::io::stderr().is_terminal())
         .init();

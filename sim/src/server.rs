@@ -133,6 +133,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         );
     }
     opts.scenario.validate().context("invalid scenario")?;
+    crate::test_run::capture_log_if_unobserved();
 
     let material = tls::generate()?;
     let proxy_material = tls::generate_with_ca(tls::PROXY_CA_COMMON_NAME)?;

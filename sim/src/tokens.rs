@@ -78,9 +78,11 @@ pub(crate) struct TokenStore {
     inner: Mutex<Inner>,
 }
 
-/// A fresh opaque token.
+/// A fresh opaque token (recorded for the test run's log scan).
 pub(crate) fn new_token() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes(32))
+    let token = URL_SAFE_NO_PAD.encode(random_bytes(32));
+    crate::test_run::record_secret("bearer-token", &token);
+    token
 }
 
 impl TokenStore {

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod log_scan;
+pub mod test_run;
+pub mod untrusted_tls;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +18,7 @@ use tokio::net::UnixDatagram;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,6 +27,8 @@ pub fn repo_dir() -> PathBuf {
 }
 
 pub async fn start_sim(dir: &Path) -> SimHandle {
+    // Every in-process log of a test goes through the capture (and so to the secret scan).
+    LogCapture::global();
     let mut options = SimOptions::new(dir.join("sim"));
     options.scenario.calliope.clusters = SMALL_CALLIOPE.0;
     options.scenario.calliope.silent = SMALL_CALLIOPE.1;
@@ -114,6 +121,8 @@ pub struct CapturedEvent {
 #[derive(Clone, Default)]
 pub struct LogCapture {
     pub events: Arc<Mutex<Vec<CapturedEvent>>>,
+    /// Where every event and span also goes as a line, for the secret scan (`test_run`).
+    pub sink: Option<test_run::LineSink>,
 }
 
 struct SpanSubsystem(String);
@@ -150,8 +159,37 @@ where
     ) {
         let mut visitor = TextVisitor::default();
         attrs.record(&mut visitor);
+        if let Some(sink) = &self.sink {
+            let meta = attrs.metadata();
+            sink.line(&format!(
+                "{} {} span {}:{}",
+                meta.level(),
+                meta.target(),
+                meta.name(),
+                visitor.text
+            ));
+        }
         if let (Some(span), Some(subsystem)) = (ctx.span(id), visitor.roomd_event) {
             span.extensions_mut().insert(SpanSubsystem(subsystem));
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        if let (Some(sink), Some(span)) = (&self.sink, ctx.span(id)) {
+            let mut visitor = TextVisitor::default();
+            values.record(&mut visitor);
+            sink.line(&format!(
+                "{} {} span {} record:{}",
+                span.metadata().level(),
+                span.metadata().target(),
+                span.name(),
+                visitor.text
+            ));
         }
     }
 
@@ -170,6 +208,15 @@ where
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(sink) = &self.sink {
+            sink.line(&format!(
+                "{} {} {:?}:{}",
+                event.metadata().level(),
+                event.metadata().target(),
+                subsystems,
+                visitor.text
+            ));
+        }
         self.events.lock().unwrap().push(CapturedEvent {
             target: event.metadata().target().to_string(),
             level: *event.metadata().level(),
@@ -179,6 +226,12 @@ where
     }
 }
 
+/// Everything at `trace`, except tungstenite's frame dumps: at `trace` it prints every
+/// WebSocket frame and handshake request whole, bearer tokens and xAPI credentials included
+/// (mercury's authorization frame, the auth subprotocol), and would be most of the log.
+/// roomd itself keeps dependencies at `warn` unless `RUST_LOG` says otherwise (docs/security.md).
+pub const CAPTURE_FILTER: &str = "trace,tungstenite=debug,tokio_tungstenite=debug";
+
 impl LogCapture {
     /// The process-wide capture, installed as the global subscriber on first use. (A
     /// per-thread default misses events when other tests of the binary race it in
@@ -186,12 +239,16 @@ impl LogCapture {
     pub fn global() -> &'static LogCapture {
         static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
         CAPTURE.get_or_init(|| {
-            let capture = LogCapture::default();
+            let capture = LogCapture {
+                sink: test_run::in_process_log(),
+                ..LogCapture::default()
+            };
             let subscriber = tracing_subscriber::registry()
-                .with(tracing_subscriber::EnvFilter::new("trace"))
+                .with(tracing_subscriber::EnvFilter::new(CAPTURE_FILTER))
                 .with(capture.clone());
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber");
+            // As roomd's own logging does, `log` records (rustls, tungstenite, reqwest) are
+            // bridged in too, so the secret scan reads what a trace-level roomd would log.
+            subscriber.try_init().expect("no other global subscriber");
             capture
         })
     }
@@ -220,6 +277,8 @@ pub fn roomd_command() -> std::process::Command {
 }
 
 /// A `Command` for a binary built for the target, through the cargo runner when cross-built.
+/// In a scanned native test run (`test_run`) the stderr of `roomd` is also copied to the run's
+/// logs.
 pub fn target_command(bin: &Path) -> std::process::Command {
     let runner = if cfg!(target_arch = "aarch64") {
         std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
@@ -232,7 +291,7 @@ pub fn target_command(bin: &Path) -> std::process::Command {
             command.arg(bin);
             command
         }
-        _ => std::process::Command::new(bin),
+        _ => test_run::product_command(bin, &[]),
     }
 }
 
@@ -250,6 +309,7 @@ pub async fn start_daemon(
     config: Config,
     notifier: roomd::platform::systemd::Notifier,
 ) -> roomd::daemon::Daemon {
+    LogCapture::global();
     roomd::daemon::Daemon::start(roomd::daemon::DaemonOptions {
         config,
         board: sim_board(),
@@ -280,6 +340,7 @@ pub const EXPIRED_CODE: &str = "2222-3333-4444-5555";
 
 /// A simulator whose scenario has a device for each activation case.
 pub async fn start_activation_sim(dir: &Path, extra_toml: &str) -> SimHandle {
+    LogCapture::global();
     let calliope = if extra_toml.contains("[calliope]") {
         String::new()
     } else {
@@ -442,6 +503,7 @@ impl Drop for RunningRoomd {
 /// The jsxapi login subprotocol: `auth-<base64url("user:password")>`.
 pub fn auth_protocol(user: &str, password: &str) -> String {
     use base64::Engine;
+    test_run::record_xapi_password(password);
     format!(
         "auth-{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{user}:{password}"))

@@ -7,8 +7,9 @@
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-/// `[meeting_server]`: the simulated Cisco Meeting Server events listener.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[meeting_server]`: the simulated Cisco Meeting Server events listener. Its `Debug` (which
+/// the admin API logs) leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MeetingServerScenario {
     /// API user for `POST /api/v1/authTokens` (Basic auth); default `roomd`.
@@ -35,6 +36,19 @@ impl Default for MeetingServerScenario {
             max_subscriptions: 100,
             ack_timeout_secs: 30,
         }
+    }
+}
+
+impl std::fmt::Debug for MeetingServerScenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeetingServerScenario")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("require_client_cert", &self.require_client_cert)
+            .field("max_connections", &self.max_connections)
+            .field("max_subscriptions", &self.max_subscriptions)
+            .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .finish()
     }
 }
 
@@ -81,8 +95,9 @@ impl MeetingServerScenario {
     }
 }
 
-/// `PUT /admin/meeting-server/config`: the fields to change; absent ones stay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `PUT /admin/meeting-server/config`: the fields to change; absent ones stay. Its `Debug`
+/// leaves the password out.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CmsConfigPatch {
     pub user: Option<String>,
@@ -93,9 +108,37 @@ pub struct CmsConfigPatch {
     pub ack_timeout_secs: Option<u64>,
 }
 
+impl std::fmt::Debug for CmsConfigPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsConfigPatch")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("require_client_cert", &self.require_client_cert)
+            .field("max_connections", &self.max_connections)
+            .field("max_subscriptions", &self.max_subscriptions)
+            .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_password_out() {
+        let config = MeetingServerScenario::default();
+        let patch = CmsConfigPatch {
+            password: Some("another-secret".into()),
+            ..CmsConfigPatch::default()
+        };
+        let shown = format!("{config:?} {patch:?}");
+        assert!(
+            !shown.contains("roomd-secret") && !shown.contains("another-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("user: \"roomd\""), "{shown}");
+    }
 
     #[test]
     fn defaults_follow_the_guide() {

@@ -465,6 +465,7 @@ impl MeetingServer {
 
     pub(crate) fn issue_token(&self) -> String {
         let token = uuid::Uuid::new_v4().to_string();
+        crate::test_run::record_secret("meeting-server-token", &token);
         self.with(|inner| {
             let now = Instant::now();
             inner.tokens.retain(|_, exp| *exp > now);

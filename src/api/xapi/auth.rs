@@ -1,6 +1,6 @@
 //! xAPI users: the local admin and the touch panel, their argon2id password hashes in
 //! `<state>/xapi-users.json` (0600, written by `roomd passwd`), credential parsing from the
-//! jsxapi subprotocol or Basic auth, and a per-address limit on failed logins.
+//! jsxapi subprotocol or Basic auth, and a per-address lockout after failed logins.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -19,9 +19,14 @@ use crate::store::{StateDir, StoreError};
 
 pub const USERS_FILE: &str = "xapi-users.json";
 pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Failed logins from one address within [`FAILURE_WINDOW`] before it is refused.
+/// Failed logins from one address within [`FAILURE_WINDOW`] that lock it out.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a locked-out address is refused without a check (HTTP 429).
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Addresses with recent failures kept before stale ones are dropped (bounds the memory a
+/// stream of wrong logins from many addresses can take).
+const MAX_TRACKED_ADDRESSES: usize = 1024;
 
 /// Who may do what (`docs/xapi.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -167,27 +172,44 @@ impl Credentials {
 }
 
 /// Checks logins against the users file. Successful checks are remembered (as a SHA-256 of
-/// the credentials, per file version) so reconnects do not pay for argon2 again.
+/// the credentials, per file version) so reconnects do not pay for argon2 again. Failures are
+/// counted per client address: [`MAX_FAILURES`] within [`FAILURE_WINDOW`] lock the address out
+/// for [`LOCKOUT`], whatever it sends. argon2 checks run one at a time, so parallel guesses
+/// from one address are counted before the next is checked (and cannot exhaust memory).
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     state: StateDir,
     inner: Arc<Mutex<AuthMemory>>,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Default)]
 struct AuthMemory {
     file_stamp: Option<(std::time::SystemTime, u64)>,
     verified: HashSet<[u8; 32]>,
-    failures: HashMap<IpAddr, Vec<Instant>>,
+    addresses: HashMap<IpAddr, AddressRecord>,
+}
+
+/// Recent failed logins of one client address, and its lockout.
+#[derive(Debug, Default)]
+struct AddressRecord {
+    failures: Vec<Instant>,
+    locked_until: Option<Instant>,
 }
 
 /// The outcome of a login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Login {
     Accepted(Role),
-    Refused,
-    /// Too many failures from this address: not even checked.
-    RateLimited,
+    /// Wrong or missing credentials. `locked_out`: this failure was the address's
+    /// [`MAX_FAILURES`]th within [`FAILURE_WINDOW`], so it is now locked out for [`LOCKOUT`].
+    Refused {
+        locked_out: bool,
+    },
+    /// The address is locked out: refused without a check, for `retry_after` more.
+    RateLimited {
+        retry_after: Duration,
+    },
 }
 
 impl Authenticator {
@@ -195,60 +217,94 @@ impl Authenticator {
         Self {
             state,
             inner: Arc::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
     /// Checks `credentials` from `peer`; argon2 runs on the blocking pool.
     pub async fn login(&self, peer: IpAddr, credentials: Option<Credentials>) -> Login {
-        if self.limited(peer) {
-            return Login::RateLimited;
+        if let Some(retry_after) = self.locked_out(peer) {
+            return Login::RateLimited { retry_after };
         }
         let role = match credentials {
-            Some(credentials) => self.verify(credentials).await,
+            Some(credentials) => match self.remembered(&credentials) {
+                Some(role) => Some(role),
+                None => {
+                    let _turn = self.hashing.acquire().await.expect("never closed");
+                    // Guesses from one address queue here: the ones behind the failure that
+                    // locked it out are refused without a check.
+                    if let Some(retry_after) = self.locked_out(peer) {
+                        return Login::RateLimited { retry_after };
+                    }
+                    self.verify(credentials).await
+                }
+            },
             None => None,
         };
         match role {
             Some(role) => Login::Accepted(role),
-            None => {
-                self.inner
-                    .lock()
-                    .expect("auth lock")
-                    .failures
-                    .entry(peer)
-                    .or_default()
-                    .push(Instant::now());
-                Login::Refused
-            }
+            None => Login::Refused {
+                locked_out: self.count_failure(peer),
+            },
         }
     }
 
-    fn limited(&self, peer: IpAddr) -> bool {
+    /// How much longer `peer` is locked out, if it is.
+    fn locked_out(&self, peer: IpAddr) -> Option<Duration> {
         let mut memory = self.inner.lock().expect("auth lock");
         let now = Instant::now();
-        let Some(failures) = memory.failures.get_mut(&peer) else {
-            return false;
-        };
-        failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
-        let limited = failures.len() >= MAX_FAILURES;
-        if failures.is_empty() {
-            memory.failures.remove(&peer);
+        let record = memory.addresses.get_mut(&peer)?;
+        match record.locked_until {
+            Some(until) if until > now => Some(until - now),
+            Some(_) => {
+                record.locked_until = None;
+                None
+            }
+            None => None,
         }
-        limited
+    }
+
+    /// Counts a failed login; true when it locks `peer` out.
+    fn count_failure(&self, peer: IpAddr) -> bool {
+        let mut memory = self.inner.lock().expect("auth lock");
+        let now = Instant::now();
+        if memory.addresses.len() >= MAX_TRACKED_ADDRESSES {
+            memory.addresses.retain(|_, r| r.is_recent(now));
+        }
+        let record = memory.addresses.entry(peer).or_default();
+        record
+            .failures
+            .retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+        record.failures.push(now);
+        if record.failures.len() < MAX_FAILURES {
+            return false;
+        }
+        record.failures.clear();
+        record.locked_until = Some(now + LOCKOUT);
+        true
+    }
+
+    /// The role of credentials that checked out before against the current users file.
+    fn remembered(&self, credentials: &Credentials) -> Option<Role> {
+        let role = Role::from_user(&credentials.user)?;
+        let stamp = self.file_stamp();
+        let mut memory = self.inner.lock().expect("auth lock");
+        if memory.file_stamp != stamp {
+            memory.file_stamp = stamp;
+            memory.verified.clear();
+        }
+        memory
+            .verified
+            .contains(&credentials.fingerprint())
+            .then_some(role)
     }
 
     async fn verify(&self, credentials: Credentials) -> Option<Role> {
         let role = Role::from_user(&credentials.user)?;
         let stamp = self.file_stamp();
         let fingerprint = credentials.fingerprint();
-        {
-            let mut memory = self.inner.lock().expect("auth lock");
-            if memory.file_stamp != stamp {
-                memory.file_stamp = stamp;
-                memory.verified.clear();
-            }
-            if memory.verified.contains(&fingerprint) {
-                return Some(role);
-            }
+        if let Some(role) = self.remembered(&credentials) {
+            return Some(role);
         }
         let file = match load(&self.state) {
             Ok(file) => file,
@@ -278,6 +334,17 @@ impl Authenticator {
     fn file_stamp(&self) -> Option<(std::time::SystemTime, u64)> {
         let meta = std::fs::metadata(self.state.file(USERS_FILE)).ok()?;
         Some((meta.modified().ok()?, meta.len()))
+    }
+}
+
+impl AddressRecord {
+    /// Still locked out, or failures that still count.
+    fn is_recent(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+            || self
+                .failures
+                .iter()
+                .any(|at| now.duration_since(*at) < FAILURE_WINDOW)
     }
 }
 
@@ -333,12 +400,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn logins_accept_refuse_and_rate_limit() {
+    async fn logins_accept_refuse_and_lock_out() {
         let (_dir, state) = state();
         set_password(&state, "admin", "correct horse").unwrap();
         let auth = Authenticator::new(state.clone());
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let refused = Login::Refused { locked_out: false };
         assert_eq!(
             auth.login(peer, Some(Credentials::new("admin", "correct horse")))
                 .await,
@@ -348,32 +416,139 @@ mod tests {
         assert_eq!(
             auth.login(peer, Some(Credentials::new("touchpanel", "")))
                 .await,
-            Login::Refused
+            refused
         );
-        for _ in 1..MAX_FAILURES {
+        for _ in 2..MAX_FAILURES {
             assert_eq!(
                 auth.login(peer, Some(Credentials::new("admin", "wrong")))
                     .await,
-                Login::Refused
+                refused
             );
         }
         assert_eq!(
+            auth.login(peer, Some(Credentials::new("nobody", "wrong")))
+                .await,
+            Login::Refused { locked_out: true },
+            "the fifth failure within the window locks the address out"
+        );
+        assert!(matches!(
             auth.login(peer, Some(Credentials::new("admin", "correct horse")))
                 .await,
-            Login::RateLimited
-        );
-        assert_eq!(auth.login(other, None).await, Login::Refused);
+            Login::RateLimited { retry_after } if retry_after <= LOCKOUT
+        ));
+        assert_eq!(auth.login(other, None).await, refused);
         // A new password invalidates what was remembered.
         set_password(&state, "admin", "battery staple").unwrap();
         assert_eq!(
             auth.login(other, Some(Credentials::new("admin", "correct horse")))
                 .await,
-            Login::Refused
+            refused
         );
         assert_eq!(
             auth.login(other, Some(Credentials::new("admin", "battery staple")))
                 .await,
             Login::Accepted(Role::Admin)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lockout_lasts_its_time_then_the_right_password_works_again() {
+        let (_dir, state) = state();
+        set_password(&state, "admin", "correct horse").unwrap();
+        let auth = Authenticator::new(state);
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let right = || Some(Credentials::new("admin", "correct horse"));
+        // Missing credentials count as failures too, without an argon2 check each.
+        // Failures further apart than the window never add up to a lockout.
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(
+                auth.login(peer, None).await,
+                Login::Refused { locked_out: false }
+            );
+            tokio::time::advance(FAILURE_WINDOW).await;
+        }
+        for n in 1..=MAX_FAILURES {
+            let credentials = (n == MAX_FAILURES).then(|| Credentials::new("admin", "wrong"));
+            assert_eq!(
+                auth.login(peer, credentials).await,
+                Login::Refused {
+                    locked_out: n == MAX_FAILURES
+                }
+            );
+        }
+        assert_eq!(
+            auth.login(peer, right()).await,
+            Login::RateLimited {
+                retry_after: LOCKOUT
+            }
+        );
+        tokio::time::advance(LOCKOUT - Duration::from_secs(1)).await;
+        assert_eq!(
+            auth.login(peer, right()).await,
+            Login::RateLimited {
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            auth.login(peer, right()).await,
+            Login::Accepted(Role::Admin)
+        );
+        // The lockout left no failures behind: it takes MAX_FAILURES again.
+        for n in 1..=MAX_FAILURES {
+            assert_eq!(
+                auth.login(peer, None).await,
+                Login::Refused {
+                    locked_out: n == MAX_FAILURES
+                }
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_from_one_address_are_counted_before_more_are_checked() {
+        let (_dir, state) = state();
+        set_password(&state, "admin", "correct horse").unwrap();
+        let auth = Authenticator::new(state);
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let guesses: Vec<_> = (0..3 * MAX_FAILURES)
+            .map(|n| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    auth.login(peer, Some(Credentials::new("admin", format!("guess {n}"))))
+                        .await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for guess in guesses {
+            outcomes.push(guess.await.unwrap());
+        }
+        let checked = outcomes
+            .iter()
+            .filter(|o| matches!(o, Login::Refused { .. }))
+            .count();
+        let locking = outcomes
+            .iter()
+            .filter(|o| **o == Login::Refused { locked_out: true })
+            .count();
+        assert_eq!((checked, locking), (MAX_FAILURES, 1), "{outcomes:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn addresses_with_stale_failures_are_forgotten() {
+        let (_dir, state) = state();
+        let auth = Authenticator::new(state);
+        for n in 0..MAX_TRACKED_ADDRESSES as u32 {
+            let peer = IpAddr::from(std::net::Ipv4Addr::from(0xC000_0200 + n));
+            auth.login(peer, None).await;
+        }
+        assert_eq!(
+            auth.inner.lock().unwrap().addresses.len(),
+            MAX_TRACKED_ADDRESSES
+        );
+        tokio::time::advance(FAILURE_WINDOW).await;
+        auth.login("198.51.100.1".parse().unwrap(), None).await;
+        assert_eq!(auth.inner.lock().unwrap().addresses.len(), 1);
     }
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 
 use super::XapiContext;
-use super::auth::{Credentials, Login};
+use super::auth::{Credentials, FAILURE_WINDOW, LOCKOUT, Login, MAX_FAILURES, Role};
 use super::session::{self, Peer};
 use crate::platform::logging::message_id;
 use crate::proto::jsonrpc::MAX_REQUEST_BYTES;
@@ -103,7 +103,7 @@ async fn respond<S: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(5), written).await;
 }
 
-async fn plain<S: AsyncWrite + Unpin>(stream: &mut S, status: &str, text: &str) {
+pub(super) async fn plain<S: AsyncWrite + Unpin>(stream: &mut S, status: &str, text: &str) {
     respond(
         stream,
         status,
@@ -243,32 +243,51 @@ async fn upgrade<S>(
         .as_ref()
         .map(|c| c.user.clone())
         .unwrap_or_default();
+    // Only a known user name is logged: whatever else was typed there may be a password.
+    let shown_user = match Role::from_user(&user) {
+        Some(role) => format!("{:?}", role.user()),
+        None if user.is_empty() => "(none given)".to_owned(),
+        None => "(unknown user name)".to_owned(),
+    };
     let role = match ctx.auth.login(address.ip(), credentials).await {
         Login::Accepted(role) => role,
-        Login::Refused => {
+        Login::Refused { locked_out } => {
             tracing::warn!(
                 message_id = message_id::XAPI_LOGIN_REFUSED,
                 peer = %address,
-                user = %user,
-                "xAPI login refused for user {user:?} from {}",
+                user = %shown_user,
+                "xAPI login refused for user {shown_user} from {}",
                 address.ip()
             );
+            if locked_out {
+                tracing::warn!(
+                    message_id = message_id::XAPI_LOGIN_REFUSED,
+                    peer = %address,
+                    "xAPI logins from {} locked out for {} s after {MAX_FAILURES} failed logins within {} s",
+                    address.ip(),
+                    LOCKOUT.as_secs(),
+                    FAILURE_WINDOW.as_secs()
+                );
+            }
             ctx.status.send_modify(|s| s.xapi.logins_refused += 1);
             plain(&mut stream, "403 Forbidden", "forbidden").await;
             return;
         }
-        Login::RateLimited => {
-            tracing::warn!(
-                message_id = message_id::XAPI_LOGIN_REFUSED,
+        Login::RateLimited { retry_after } => {
+            // Logged once, when the lockout began; a flood of refused attempts must not flood
+            // the journal too.
+            tracing::debug!(
                 peer = %address,
-                "xAPI login from {} refused without checking: too many failures",
-                address.ip()
+                "xAPI login from {} refused without checking: locked out for {} s more",
+                address.ip(),
+                retry_after.as_secs_f64().ceil()
             );
             ctx.status.send_modify(|s| s.xapi.logins_refused += 1);
+            let retry_after = (retry_after.as_secs_f64().ceil() as u64).max(1).to_string();
             respond(
                 &mut stream,
                 "429 Too Many Requests",
-                &[("Retry-After", "60")],
+                &[("Retry-After", retry_after.as_str())],
                 b"",
             )
             .await;

@@ -194,8 +194,14 @@ impl XapiServer {
                     let (ctx, stop) = (self.ctx.clone(), stop_rx.clone());
                     connections.spawn(async move {
                         match tls {
+                            None if !admits_plain(address.ip()) => refuse_plain_peer(&stream, address),
                             None => http::serve_connection(stream, address, ctx, stop).await,
                             Some(acceptor) => {
+                                let mut stream = stream;
+                                if starts_in_plaintext(&stream).await {
+                                    refuse_plaintext(&mut stream, address).await;
+                                    return;
+                                }
                                 match tokio::time::timeout(http::HEAD_TIMEOUT, acceptor.accept(stream)).await {
                                     Ok(Ok(stream)) => http::serve_connection(stream, address, ctx, stop).await,
                                     Ok(Err(e)) => tracing::info!(peer = %address, "xAPI TLS handshake failed: {e}"),
@@ -219,6 +225,58 @@ impl XapiServer {
             connections.abort_all();
         }
     }
+}
+
+/// Whether a plain `ws://` listener serves `peer`: loopback clients only. Plain listeners are
+/// bound to loopback addresses, but port forwarding (`route_localnet`, DNAT) can still deliver
+/// a remote client to them; credentials must never cross a network in the clear.
+pub fn admits_plain(peer: std::net::IpAddr) -> bool {
+    peer.to_canonical().is_loopback()
+}
+
+fn refuse_plain_peer(stream: &tokio::net::TcpStream, peer: SocketAddr) {
+    let listener = stream
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    tracing::warn!(
+        peer = %peer,
+        "xAPI connection from {peer} to the plain ws:// listener {listener} refused: plain ws:// \
+         serves loopback clients only (port forwarding?); remote clients use a wss:// listener"
+    );
+}
+
+/// The first byte of a TLS connection is a handshake record (22); a plain HTTP or WebSocket
+/// request starts with a method name instead.
+async fn starts_in_plaintext(stream: &tokio::net::TcpStream) -> bool {
+    const TLS_HANDSHAKE_RECORD: u8 = 22;
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(http::HEAD_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD && first[0].is_ascii_alphabetic()
+    )
+}
+
+/// Answers a plain HTTP request on a TLS listener with a 400 that says what to use instead.
+async fn refuse_plaintext(stream: &mut tokio::net::TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = stream
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    tracing::warn!(
+        peer = %peer,
+        "xAPI: plain HTTP from {peer} to the TLS listener {listener} refused: \
+         non-loopback listeners speak wss:// (https://) only"
+    );
+    // Read the request first: closing with unread bytes would reset the connection before
+    // the client sees the answer.
+    let mut request = [0u8; 8192];
+    let _ = tokio::time::timeout(http::HEAD_TIMEOUT, stream.read(&mut request)).await;
+    http::plain(
+        stream,
+        "400 Bad Request",
+        "this xAPI listener speaks TLS only: use wss:// (https://)",
+    )
+    .await;
 }
 
 /// The TLS identity: configured files, or the device certificate generated on first start.
@@ -279,4 +337,26 @@ fn ensure_device_certificate(state: &StateDir) -> Result<(), XapiError> {
     store(CERT_FILE, certified.cert.pem())?;
     tracing::info!("generated the xAPI device certificate for {host:?}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_listeners_admit_loopback_clients_only() {
+        for loopback in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
+            assert!(admits_plain(loopback.parse().unwrap()), "{loopback}");
+        }
+        for remote in [
+            "192.0.2.7",
+            "10.0.0.1",
+            "0.0.0.0",
+            "::",
+            "2001:db8::1",
+            "::ffff:192.0.2.7",
+        ] {
+            assert!(!admits_plain(remote.parse().unwrap()), "{remote}");
+        }
+    }
 }
