@@ -8,6 +8,7 @@ pub mod certs;
 mod hardware;
 
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -330,8 +331,14 @@ fn check_state_dir(dir: &Path) -> CheckLine {
         ));
     }
     let probe = dir.join(format!(".roomd-check-{}", std::process::id()));
-    match std::fs::write(&probe, b"") {
-        Ok(()) => {
+    // 0600 like every file in the state directory, even for the moment it exists.
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe);
+    match created {
+        Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             ok(format!("state directory {} is writable", dir.display()))
         }

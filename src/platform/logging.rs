@@ -185,6 +185,18 @@ pub fn filter_directives(cli: Option<&str>, env: Option<&str>, config: &str) -> 
     }
 }
 
+/// Added to every filter roomd installs, and more specific than a bare `trace`: at trace level
+/// tungstenite prints every frame whole, the event socket's `"token":"Bearer …"`
+/// authorization frame and the xAPI's auth header included. Debug shows no frame contents.
+pub const SECRET_SAFE_CAPS: &str = "tungstenite=debug,tokio_tungstenite=debug";
+
+/// `directives` plus [`SECRET_SAFE_CAPS`], as an `EnvFilter`.
+fn secret_safe_filter(
+    directives: &str,
+) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    EnvFilter::builder().parse(format!("{directives},{SECRET_SAFE_CAPS}"))
+}
+
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 fn is_bare_level(word: &str) -> bool {
@@ -257,12 +269,10 @@ pub fn parse_level(level: &str) -> Result<EnvFilter, LogFilterError> {
         }
     }
     let directives = filter_directives(None, None, level);
-    EnvFilter::builder()
-        .parse(&directives)
-        .map_err(|e| LogFilterError::Invalid {
-            directives,
-            reason: e.to_string(),
-        })
+    secret_safe_filter(&directives).map_err(|e| LogFilterError::Invalid {
+        directives,
+        reason: e.to_string(),
+    })
 }
 
 /// The installed filter's reload handle and what beats `log.level`; set once by [`init`].
@@ -394,9 +404,9 @@ pub fn stderr_is_journal() -> bool {
 /// `config_level` is `log.level`; `overrides` beat it now and after a live change.
 pub fn init(target: LogTarget, overrides: FilterOverrides, config_level: &str) -> Backend {
     let directives = overrides.directives(config_level);
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+    let filter = secret_safe_filter(&directives).unwrap_or_else(|e| {
         eprintln!("roomd: invalid log filter {directives:?} ({e}); using info");
-        EnvFilter::new("warn,roomd=info")
+        EnvFilter::new(format!("warn,roomd=info,{SECRET_SAFE_CAPS}"))
     });
     let (filter, handle) = reload::Layer::new(filter);
     let _ = LIVE_FILTER.set(LiveFilter { handle, overrides });
@@ -435,6 +445,26 @@ pub fn init(target: LogTarget, overrides: FilterOverrides, config_level: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tungstenite_stays_at_debug_even_when_everything_is_at_trace() {
+        // At trace tungstenite logs whole frames: the mercury authorization frame's bearer token.
+        for directives in ["trace", "roomd=trace,trace", "tungstenite=trace"] {
+            let filter = secret_safe_filter(directives).expect("parses");
+            let subscriber = tracing_subscriber::registry().with(filter);
+            tracing::subscriber::with_default(subscriber, || {
+                assert!(
+                    !tracing::enabled!(target: "tungstenite::protocol", tracing::Level::TRACE),
+                    "{directives}"
+                );
+                assert!(tracing::enabled!(target: "tungstenite::protocol", tracing::Level::DEBUG));
+            });
+        }
+        let everything = tracing_subscriber::registry().with(secret_safe_filter("trace").unwrap());
+        tracing::subscriber::with_default(everything, || {
+            assert!(tracing::enabled!(target: "roomd::cloud", tracing::Level::TRACE));
+        });
+    }
 
     #[test]
     fn cli_beats_env_beats_config() {

@@ -147,10 +147,24 @@ impl Fault {
             }
             FaultKind::WithheldPongs => sim.mercury_set_pong_mode("withhold")?,
             FaultKind::SimRestart => {
+                // A restart during a restart is refused (409): let the previous one end first.
+                if let Some((start, down)) = timeline.restarts.last() {
+                    let back = start + down + 100;
+                    if back > now_ms() {
+                        tokio::time::sleep(Duration::from_millis(back - now_ms())).await;
+                    }
+                }
                 let down = Duration::from_millis(self.param);
-                let now = now_ms();
-                sim.restart(down)?;
-                timeline.restarts.push((now, self.param));
+                // The previous restart's re-bind may still be on its way.
+                let mut tries = 0;
+                while let Err(e) = sim.restart(down) {
+                    tries += 1;
+                    if tries > 50 || !e.to_string().contains("already under way") {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                timeline.restarts.push((now_ms(), self.param));
             }
             FaultKind::TooManyRequestsStorm => sim.arm_fault(http_fault("/*", 429, self.param))?,
             FaultKind::KmsOutage => sim.arm_fault(http_fault("/kms/*", 503, self.param))?,
