@@ -222,7 +222,10 @@ async fn persisted_latency(dir: PathBuf) {
     .against("bare write_atomic p50", ms(percentile(&bare, 0.5)))
     .record();
     figures::figure(
-        &format!("the same, p99 ({generations} persisted changes for 3,000 events)"),
+        &format!(
+            "the same, p99 ({} persisted changes for 3,000 events)",
+            figures::number(generations as f64)
+        ),
         ms(percentile(&latencies, 0.99)),
         "ms",
     )

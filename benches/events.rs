@@ -261,7 +261,10 @@ fn main() {
         roomd_rate / bare_rate
     );
     figures::figure(
-        &format!("throughput, {n} events as fast as possible"),
+        &format!(
+            "throughput, {} events as fast as possible",
+            figures::number(n as f64)
+        ),
         roomd_rate,
         "events/s",
     )
@@ -313,7 +316,8 @@ fn main() {
         );
         figures::figure(
             &format!(
-                "flood 10,000 events/s, subscriber {label}: {take} events in {:.1} s, peak RSS",
+                "flood 10,000 events/s, subscriber {label}: {} events in {:.1} s, peak RSS",
+                figures::number(take as f64),
                 elapsed.as_secs_f64()
             ),
             hwm as f64 / 1024.0,

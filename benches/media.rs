@@ -65,7 +65,19 @@ const LAYERS: [LayerConfig; 3] = [
 
 /// The process's user + system CPU time, all threads (and waited-for children separately).
 fn cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = if EMULATED {
+        // qemu-user answers /proc/self/stat (and /proc/<own pid>/stat) itself, with the CPU
+        // times left at 0; another process reading the file gets the kernel's figures for
+        // qemu, which are the emulated program's.
+        Command::new("cat")
+            .arg(format!("/proc/{}/stat", std::process::id()))
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .unwrap_or_default()
+    } else {
+        std::fs::read_to_string("/proc/self/stat").unwrap_or_default()
+    };
     // Fields after the command name's closing parenthesis; utime is field 14 of the whole line.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<f64> = rest
@@ -406,7 +418,7 @@ fn main() {
             fps,
             "fps",
         )
-        .against("30 fps real time", 30.0)
+        .against("real time", 30.0)
         .record();
         figures::note(
             "under qemu-aarch64 only (a), (c) and (e) run: there is no aarch64 `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the board's",
@@ -448,7 +460,7 @@ fn main() {
         fps,
         "fps",
     )
-    .against("30 fps real time", 30.0)
+    .against("real time", 30.0)
     .record();
 
     // (d) SCR to the first frame at the new size.

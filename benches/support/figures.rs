@@ -9,8 +9,8 @@
 //! BENCH  note    <text>
 //! ```
 //!
-//! The ratio is always value / baseline value (same unit); fields that do not apply are
-//! empty. Without the variable nothing is printed. Included by `#[path]` from each bench.
+//! The ratio is always value / baseline value (same unit); fields that do not apply, or
+//! cannot be computed (a zero baseline), are empty. Without the variable nothing is printed. Included by `#[path]` from each bench.
 
 #![allow(dead_code)] // each bench uses part of it
 
@@ -89,26 +89,32 @@ impl Figure {
         let ratio = self
             .baseline
             .as_ref()
-            .filter(|(_, base)| *base != 0.0)
-            .map(|(_, base)| self.value / base);
+            .map(|(_, base)| self.value / base)
+            .filter(|r| r.is_finite());
         let (target, met) = match self.target {
             None => (String::new(), ""),
             Some(target) => {
                 let (text, met) = match target {
                     Target::RatioAtMost(limit) => (
                         format!("≤ {}×", limit_text(limit)),
-                        ratio.is_some_and(|r| r <= limit),
+                        ratio.map(|r| r <= limit),
                     ),
                     Target::AtMost(limit) => (
                         format!("≤ {} {}", limit_text(limit), self.unit),
-                        self.value <= limit,
+                        Some(self.value <= limit),
                     ),
                     Target::AtLeast(limit) => (
                         format!("≥ {} {}", limit_text(limit), self.unit),
-                        self.value >= limit,
+                        Some(self.value >= limit),
                     ),
                 };
-                (text, if met { "met" } else { "missed" })
+                // No verdict without a ratio (a zero baseline).
+                let met = match met {
+                    Some(true) => "met",
+                    Some(false) => "missed",
+                    None => "",
+                };
+                (text, met)
             }
         };
         let (base_label, base_value) = match &self.baseline {
