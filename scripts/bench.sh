@@ -147,15 +147,16 @@ other_nice0_share() {
 }
 
 # Waits up to settle_secs for other nice-0 work under 25% of the machine; sets settled to
-# what happened, for the report.
+# what happened, for the report, and adds the wait to settle_total[$1].
 settle() {
-    local waited=0 share
+    local arch="$1" waited=0 share
     settled=""
     [ "$settle_secs" -gt 0 ] || return 0
     while share="$(other_nice0_share)" && [ "$share" -ge 25 ]; do
         if [ "$waited" -ge "$settle_secs" ]; then
             settled="other work at nice 0 still took ${share}% of the machine after ${waited} s of waiting"
             log "$settled; running anyway"
+            settle_total[$arch]=$((settle_total[$arch] + waited))
             return 0
         fi
         [ "$waited" -gt 0 ] ||
@@ -163,6 +164,7 @@ settle() {
         sleep 2
         waited=$((waited + 5))
     done
+    settle_total[$arch]=$((settle_total[$arch] + waited))
     [ "$waited" -eq 0 ] || settled="waited ${waited} s for other work at nice 0 to drop to ${share}% of the machine"
 }
 
@@ -230,7 +232,7 @@ run_one() {
         return
     fi
     mapfile -t target < <(target_args "$arch")
-    settle
+    settle "$arch"
     run_settled["$b $arch"]="$settled"
     log "$b, $(arch_title "$arch"): $(bench_command "$b" "$arch")"
     run_load["$b $arch"]="$(load1)"
@@ -251,7 +253,7 @@ run_one() {
     fi
 }
 
-declare -A part_secs=([native]=0 [aarch64]=0)
+declare -A part_secs=([native]=0 [aarch64]=0) settle_total=([native]=0 [aarch64]=0)
 for arch in native aarch64; do
     t_part=$SECONDS
     build "$arch"
@@ -348,16 +350,16 @@ write_report() {
     printf 'Where an earlier issue set a target, the table says whether it was met.\n\n'
 
     printf '## Summary\n\n'
-    printf '| bench | run | result | time | first figure | targets met |\n|---|---|---|---:|---|---|\n'
+    printf '| bench | run | result | time | headline figure | targets met |\n|---|---|---|---:|---|---|\n'
     for run in "${runs[@]}"; do
         b="${run% *}" arch="${run#* }"
         bench_log="$(log_file "$b" "$arch")"
         printf '| [%s](#%s) | %s | %s | %s s | %s | %s |\n' "$b" "$b" "$(arch_title "$arch")" \
             "$(run_status "$run")" "${run_secs[$run]:-—}" "$(headline "$bench_log")" "$(targets_met "$bench_log")"
     done
-    printf '\nWall time of the whole run %s: native part %s (build %s s), aarch64 part under qemu %s (build %s s).\n' \
-        "$(mins "$total_secs")" "$(mins "${part_secs[native]}")" "${build_secs[native]:-0}" \
-        "$(mins "${part_secs[aarch64]}")" "${build_secs[aarch64]:-0}"
+    printf '\nWall time of the whole run %s: native part %s (build %s s, waiting for other work to settle %s s), aarch64 part under qemu %s (build %s s, waiting %s s).\n' \
+        "$(mins "$total_secs")" "$(mins "${part_secs[native]}")" "${build_secs[native]:-0}" "${settle_total[native]}" \
+        "$(mins "${part_secs[aarch64]}")" "${build_secs[aarch64]:-0}" "${settle_total[aarch64]}"
     if [ "${#skipped[@]}" -gt 0 ]; then
         printf '\n**Skipped in this run** (not in the figures below):'
         local sep=' '
