@@ -11,6 +11,9 @@
 //! `cargo bench --bench events`; `ROOMD_BENCH_EVENTS=N` sets the throughput run's size
 //! (default 200,000).
 
+#[path = "support/figures.rs"]
+mod figures;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -232,6 +235,10 @@ fn main() {
         .unwrap_or(200_000);
     let start = |pace| servers.block_on(start_server(pace, epoch));
     println!("event socket benchmark ({} events per throughput run)", n);
+    figures::about(
+        "events through roomd's event-socket connection task (TLS, WebSocket, parse, duplicate check, ack, bus dispatch to a subscriber), client on one core",
+        "a bare client on the same loopback TLS WebSocket that reads frames and throws them away",
+    );
 
     let bare = client(through_bare_reader(
         &start(Pace::AsFastAsPossible(n)),
@@ -253,6 +260,16 @@ fn main() {
         "throughput, roomd parse+dedup+ack+dispatch:        {roomd_rate:>10.0} events/s  = {:.2} x baseline",
         roomd_rate / bare_rate
     );
+    figures::figure(
+        &format!(
+            "throughput, {} events as fast as possible",
+            figures::number(n as f64)
+        ),
+        roomd_rate,
+        "events/s",
+    )
+    .against("bare reader", bare_rate)
+    .record();
 
     let paced = Pace::PerSecond {
         rate: 1000,
@@ -269,6 +286,12 @@ fn main() {
         "latency at 1,000 events/s, roomd to subscriber:     p50 {r50} µs, p99 {r99} µs  = p99 {:.2} x baseline",
         r99 as f64 / b99.max(1) as f64
     );
+    figures::figure("latency at 1,000 events/s, p50", r50 as f64, "µs")
+        .against("bare reader p50", b50.max(1) as f64)
+        .record();
+    figures::figure("latency at 1,000 events/s, p99", r99 as f64, "µs")
+        .against("bare reader p99", b99.max(1) as f64)
+        .record();
 
     let counted = Arc::new(AtomicU64::new(0));
     let (rss_before, _) = rss_kib();
@@ -291,6 +314,16 @@ fn main() {
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0
         );
+        figures::figure(
+            &format!(
+                "flood 10,000 events/s, subscriber {label}: {} events in {:.1} s, peak RSS",
+                figures::number(take as f64),
+                elapsed.as_secs_f64()
+            ),
+            hwm as f64 / 1024.0,
+            "MiB",
+        )
+        .record();
     }
     let (_, hwm) = rss_kib();
     println!(
@@ -299,4 +332,7 @@ fn main() {
         hwm as f64 / rss_before.max(1) as f64,
         rss_before as f64 / 1024.0
     );
+    figures::figure("peak RSS after both floods", hwm as f64 / 1024.0, "MiB")
+        .against("RSS before them", rss_before.max(1) as f64 / 1024.0)
+        .record();
 }

@@ -9,6 +9,9 @@
 //!
 //! Each figure is the best of 5 runs, the runs of 1 interleaved. `cargo bench --bench locus`; `ROOMD_BENCH_ROUNDS=N` sets the number of deltas (default 20000).
 
+#[path = "support/figures.rs"]
+mod figures;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -99,6 +102,12 @@ fn main() {
         "locus: {PARTICIPANTS} participants ({} KiB full DTO), {rounds} deltas of {mean_bytes} bytes changing 1 participant",
         full.len() / 1024
     );
+    figures::about(
+        &format!(
+            "`locus.difference` deltas changing one participant of a {PARTICIPANTS}-participant locus, parsed with `parse_dto` and applied to a `LocusTracker` in order; `compare()` and `update_action()` alone"
+        ),
+        "a bare `serde_json::from_slice` of the same delta bytes into the same type (`LocusDto`); best of 5 interleaved runs",
+    );
 
     // 1. Delta apply vs bare parse, interleaved so both see the same machine load.
     let parse_typed = || {
@@ -164,6 +173,20 @@ fn main() {
         baseline_value.as_secs_f64() * 1e6 / n as f64,
         applied.as_secs_f64() / baseline_value.as_secs_f64(),
     );
+    let us_each = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    figures::figure(
+        &format!(
+            "delta parse + apply ({} deltas/s)",
+            figures::number(per_second(n, applied))
+        ),
+        us_each(applied),
+        "µs/delta",
+    )
+    .against("from_slice::<LocusDto>", us_each(baseline_typed))
+    .record();
+    figures::figure("the same, for reference", us_each(applied), "µs/delta")
+        .against("from_slice::<Value>", us_each(baseline_value))
+        .record();
 
     // 2. compare() and update_action() alone.
     let pairs: Vec<(Sequence, Sequence)> = (1..=1000).map(|n| (seq_at(n - 1), seq_at(n))).collect();
@@ -194,4 +217,16 @@ fn main() {
         per_second(m, actions) / 1e6,
         actions.as_secs_f64() * 1e9 / m as f64,
     );
+    figures::figure(
+        "compare() of consecutive sequences",
+        compared.as_secs_f64() * 1e9 / m as f64,
+        "ns",
+    )
+    .record();
+    figures::figure(
+        "update_action() for a delta",
+        actions.as_secs_f64() * 1e9 / m as f64,
+        "ns",
+    )
+    .record();
 }

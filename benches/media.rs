@@ -16,6 +16,9 @@
 //! `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the
 //! board's. `ROOMD_BENCH_FRAMES` overrides N.
 
+#[path = "support/figures.rs"]
+mod figures;
+
 use std::process::Command;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -62,7 +65,19 @@ const LAYERS: [LayerConfig; 3] = [
 
 /// The process's user + system CPU time, all threads (and waited-for children separately).
 fn cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = if EMULATED {
+        // qemu-user answers /proc/self/stat (and /proc/<own pid>/stat) itself, with the CPU
+        // times left at 0; another process reading the file gets the kernel's figures for
+        // qemu, which are the emulated program's.
+        Command::new("cat")
+            .arg(format!("/proc/{}/stat", std::process::id()))
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .unwrap_or_default()
+    } else {
+        std::fs::read_to_string("/proc/self/stat").unwrap_or_default()
+    };
     // Fields after the command name's closing parenthesis; utime is field 14 of the whole line.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<f64> = rest
@@ -359,6 +374,12 @@ fn main() {
         "media bench: {n} frames of 1280x720@30, layers 720p/360p/180p (x264enc from board/sim.toml){}",
         if EMULATED { ", under qemu-aarch64" } else { "" }
     );
+    figures::about(
+        &format!(
+            "the media engine: {n} frames of 1280×720@30 (non-live clip) into three layers 720p/360p/180p, x264enc from board/sim.toml, CPU seconds of the process"
+        ),
+        "per figure, in the same run: three independent capture + encode pipelines; the 720p layer alone × 1.3125 (the pixel-proportional floor); `gst-launch-1.0` of the same graph text; 30 fps real time; one frame interval",
+    );
 
     // (a) one capture + tee vs three independent pipelines.
     let tee_text = graph::describe(&graph_spec(n, &LAYERS, "fakesink"));
@@ -368,6 +389,10 @@ fn main() {
         "(a) one capture + tee: {tee_cpu:.2} CPU s vs three capture+encode pipelines {indep_cpu:.2} CPU s: {:.2}x (target <= 0.65x)",
         tee_cpu / indep_cpu
     );
+    figures::figure("(a) one capture + tee, three layers", tee_cpu, "CPU s")
+        .against("three capture+encode pipelines", indep_cpu)
+        .target(figures::Target::RatioAtMost(0.65))
+        .record();
 
     // (e) three layers vs the pixel-proportional floor of the 720p layer alone.
     let (single_cpu, _) =
@@ -377,6 +402,10 @@ fn main() {
         "(e) 3 layers {tee_cpu:.2} CPU s vs floor 1.3125 x 720p alone ({single_cpu:.2} CPU s) = {floor:.2}: {:.2}x (target <= 1.2x)",
         tee_cpu / floor
     );
+    figures::figure("(e) three layers", tee_cpu, "CPU s")
+        .against("1.3125 × the 720p layer alone", floor)
+        .target(figures::Target::RatioAtMost(1.2))
+        .record();
 
     if EMULATED {
         let fps = f64::from(n) / tee_wall.as_secs_f64();
@@ -384,17 +413,40 @@ fn main() {
             "(c) encode rate under qemu-aarch64 (gst parse of roomd's graph, fakesinks): {fps:.1} fps vs 30 fps real time: {:.2}x",
             fps / 30.0
         );
+        figures::figure(
+            "(c) encode rate (gst parse of roomd's graph, fakesinks)",
+            fps,
+            "fps",
+        )
+        .against("real time", 30.0)
+        .record();
+        figures::note(
+            "under qemu-aarch64 only (a), (c) and (e) run: there is no aarch64 `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the board's",
+        );
         return;
     }
 
     // (b) roomd's pipeline (appsink + CSI + UDP) vs bare gst-launch of the same graph.
     let (roomd_cpu, roomd_wall, sent) = roomd_pipeline(n);
     match bare_gst_launch(n) {
-        Some((bare_cpu, _)) => println!(
-            "(b) roomd's pipeline {roomd_cpu:.2} CPU s ({sent} packets rewritten and sent) vs gst-launch-1.0 of the same graph {bare_cpu:.2} CPU s: {:.2}x (target <= 1.05x)",
-            roomd_cpu / bare_cpu
-        ),
-        None => println!("(b) gst-launch-1.0 not runnable here: skipped"),
+        Some((bare_cpu, _)) => {
+            println!(
+                "(b) roomd's pipeline {roomd_cpu:.2} CPU s ({sent} packets rewritten and sent) vs gst-launch-1.0 of the same graph {bare_cpu:.2} CPU s: {:.2}x (target <= 1.05x)",
+                roomd_cpu / bare_cpu
+            );
+            figures::figure(
+                &format!("(b) roomd's pipeline (appsink, CSI rewrite, UDP; {sent} packets)"),
+                roomd_cpu,
+                "CPU s",
+            )
+            .against("gst-launch-1.0 of the same graph", bare_cpu)
+            .target(figures::Target::RatioAtMost(1.05))
+            .record();
+        }
+        None => {
+            println!("(b) gst-launch-1.0 not runnable here: skipped");
+            figures::note("(b) gst-launch-1.0 not runnable here: skipped");
+        }
     }
 
     // (c) encode rate.
@@ -403,6 +455,13 @@ fn main() {
         "(c) encode rate natively (roomd's pipeline, non-live clip): {fps:.1} fps vs 30 fps real time: {:.2}x",
         fps / 30.0
     );
+    figures::figure(
+        "(c) encode rate (roomd's pipeline, non-live clip)",
+        fps,
+        "fps",
+    )
+    .against("real time", 30.0)
+    .record();
 
     // (d) SCR to the first frame at the new size.
     let mut took = scr_to_new_resolution(10);
@@ -417,4 +476,15 @@ fn main() {
         frame.as_secs_f64() * 1e3,
         median.as_secs_f64() / frame.as_secs_f64()
     );
+    figures::figure(
+        &format!(
+            "(d) SCR reconfiguration → first depayloaded frame at the new size, median of {} switches (max {:.1} ms)",
+            took.len(),
+            took.last().unwrap().as_secs_f64() * 1e3
+        ),
+        median.as_secs_f64() * 1e3,
+        "ms",
+    )
+    .against("one frame interval", frame.as_secs_f64() * 1e3)
+    .record();
 }

@@ -14,6 +14,8 @@
 //!
 //! `cargo bench --bench reachability`.
 
+#[path = "support/figures.rs"]
+mod figures;
 #[path = "../tests/support/stun_responder.rs"]
 mod responder;
 
@@ -167,5 +169,51 @@ async fn bench() {
         report.requests_sent(),
         report.ignored_responses()
     );
+
+    figures::about(
+        &format!(
+            "wall time of one media reachability discovery run with the defaults ({} ms probe timeout, {} sockets): {CLUSTERS} clusters ({SILENT} silent on every transport), RTTs 5–150 ms, loopback udp/tcp/TLS responders",
+            options.timeout.as_millis(),
+            options.max_in_flight
+        ),
+        "the ideal (every probe at once: the probe timeout, or the slowest answer if later); also the same probes one after another, and seed 000's device",
+    );
+    figures::figure("discovery wall time", wall.as_secs_f64(), "s")
+        .against("ideal", ideal.as_secs_f64())
+        .target(figures::Target::AtMost(2.0))
+        .record();
+    figures::figure("discovery wall time", wall.as_secs_f64(), "s")
+        .against(
+            "the same probes one at a time (estimate)",
+            sequential_estimate.as_secs_f64(),
+        )
+        .record();
+    figures::figure("discovery wall time", wall.as_secs_f64(), "s")
+        .against("seed 000's device", SEED_000_SECS)
+        .record();
+    figures::figure(
+        "peak sockets in flight",
+        report.peak_in_flight as f64,
+        "sockets",
+    )
+    .against("max_in_flight bound", options.max_in_flight as f64)
+    .record();
+    figures::figure(
+        "peak sockets in flight",
+        report.peak_in_flight as f64,
+        "sockets",
+    )
+    .against("probes", probes as f64)
+    .record();
+    figures::figure(
+        &format!(
+            "peak RSS growth during the run ({:.1} KiB per probe)",
+            growth_kib as f64 / probes as f64
+        ),
+        growth_kib as f64 / 1024.0,
+        "MiB",
+    )
+    .against("responders' set-up", responders_kib.max(1) as f64 / 1024.0)
+    .record();
     drop(responders);
 }

@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench xapi`; `ROOMD_BENCH_ROUNDS=N` sets the number of changes (default 1000).
 
+#[path = "support/figures.rs"]
+mod figures;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -187,6 +190,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    figures::about(
+        &format!(
+            "xAPI feedback latency: a state change (the status watch updated) until each of {CLIENTS} subscribed loopback WebSocket clients has the feedback frame, {rounds} changes"
+        ),
+        "a bare tokio-tungstenite server writing an already-built feedback frame to the same number of loopback sockets",
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,5 +217,11 @@ fn main() {
             r50 as f64 / b50.max(1) as f64,
             r99 as f64 / b99.max(1) as f64
         );
+        figures::figure("feedback latency, p50", r50 as f64, "µs")
+            .against("bare broadcast p50", b50.max(1) as f64)
+            .record();
+        figures::figure("feedback latency, p99", r99 as f64, "µs")
+            .against("bare broadcast p99", b99.max(1) as f64)
+            .record();
     });
 }
