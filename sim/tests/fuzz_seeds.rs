@@ -52,8 +52,10 @@ async fn write_fuzz_seeds() -> Result {
         count: 0,
     };
     let state = tempfile::tempdir()?;
-    let mut scenario = Scenario::default();
-    scenario.devices = vec![roomd_sim::Device::new(CODE)];
+    let scenario = Scenario {
+        devices: vec![roomd_sim::Device::new(CODE)],
+        ..Default::default()
+    };
     let mut opts = SimOptions::new(state.path().join("state"));
     opts.scenario = scenario;
     let sim = start(opts).await?;
