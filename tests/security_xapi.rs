@@ -72,6 +72,17 @@ async fn xapi_server(listen: &str) -> (tempfile::TempDir, Vec<String>, Tasks) {
 /// A jsxapi-style login (credentials in the subprotocol) from the loopback address `source`:
 /// Ok for a session, else the HTTP status and its Retry-After.
 async fn login_from(source: &str, port: u16, password: &str) -> Result<(), (u16, Option<String>)> {
+    login_as_from("admin", source, port, password).await
+}
+
+/// Logs in as `user` from the loopback address `source`: Ok, or the refusal's status and
+/// `Retry-After`.
+async fn login_as_from(
+    user: &str,
+    source: &str,
+    port: u16,
+    password: &str,
+) -> Result<(), (u16, Option<String>)> {
     let socket = TcpSocket::new_v4().unwrap();
     socket
         .bind(SocketAddr::new(source.parse().unwrap(), 0))
@@ -85,7 +96,7 @@ async fn login_from(source: &str, port: u16, password: &str) -> Result<(), (u16,
         .unwrap();
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
-        auth_protocol("admin", password).parse().unwrap(),
+        auth_protocol(user, password).parse().unwrap(),
     );
     match tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(request, stream)).await {
         Ok(Ok(_)) => Ok(()),
@@ -193,26 +204,8 @@ async fn fewer_failures_than_the_limit_never_lock_out_and_typed_secrets_stay_unl
     let typo = "xapi-password-typed-as-user";
     support::test_run::record_xapi_password(typo);
     for _ in 1..MAX_FAILURES {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::new(source.parse().unwrap(), 0))
-            .unwrap();
-        let stream = socket
-            .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-            .await
-            .unwrap();
-        let mut request = format!("ws://127.0.0.1:{port}/ws")
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            auth_protocol(typo, "").parse().unwrap(),
-        );
-        let refused = tokio_tungstenite::client_async(request, stream).await;
-        assert!(
-            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
-            "{refused:?}"
-        );
+        let refused = login_as_from(typo, source, port, "").await;
+        assert_eq!(refused, Err((403, None)));
     }
     // One failure short of the limit: the right password still works.
     assert_eq!(login_from(source, port, ADMIN_PASSWORD).await, Ok(()));

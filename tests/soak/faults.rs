@@ -48,11 +48,11 @@ impl FaultKind {
     /// Relative frequency.
     fn weight(self) -> u64 {
         match self {
-            FaultKind::WebsocketDrop => 15,
-            FaultKind::CloseCode => 20,
-            FaultKind::HalfOpen => 5,
-            FaultKind::WithheldPongs => 5,
-            FaultKind::SimRestart => 8,
+            FaultKind::WebsocketDrop => 10,
+            FaultKind::CloseCode => 14,
+            FaultKind::HalfOpen => 3,
+            FaultKind::WithheldPongs => 3,
+            FaultKind::SimRestart => 6,
             FaultKind::TooManyRequestsStorm => 12,
             FaultKind::KmsOutage => 10,
             FaultKind::CalendarPageFailure => 10,

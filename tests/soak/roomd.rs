@@ -43,7 +43,7 @@ pub struct RoomdFiles {
 
 impl RoomdFiles {
     /// A configuration with short timers, so 1,000 faults fit in minutes: reconnects from 100 ms
-    /// up to 1 s, pings every second, catch-up every 5 s, registration refresh every 2 s.
+    /// up to 1 s, pings every second, catch-up every 5 s, registration refresh every second.
     pub fn prepare(sim: &SimHandle, dir: &Path) -> Self {
         let mut config = support::activation_config(sim, dir);
         config.websocket.ping_interval_secs = 1;
@@ -53,7 +53,7 @@ impl RoomdFiles {
         config.websocket.stable_secs = 2;
         config.websocket.switchover_drain_secs = 1;
         config.calendar.catch_up_interval_secs = 5;
-        config.cloud.registration_refresh_secs = 2;
+        config.cloud.registration_refresh_secs = 1;
         config.cloud.retry_initial_ms = 100;
         config.cloud.retry_max_secs = 2;
         config.cloud.request_timeout_secs = 5;
