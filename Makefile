@@ -4,7 +4,9 @@
 #
 #   make build     native debug build of the workspace
 #   make cross     release build for aarch64 -> target/aarch64-unknown-linux-gnu/release/{roomd,roomd-sim}
-#   make test      fmt check, clippy -D warnings, native tests, aarch64 tests under qemu (what CI runs)
+#   make test      fmt check, clippy -D warnings, native tests, security checks (secret scan of
+#                  every log, cargo deny), aarch64 tests under qemu, the booted aarch64 system test
+#                  (what CI runs)
 #   make test-native / make test-cross / make test-system   parts of `make test`
 #                  (test-system: the booted aarch64 guest under qemu-system-aarch64)
 #   make run       native build, then scripts/run-local.sh (roomd-sim + roomd; Ctrl-C stops both)
