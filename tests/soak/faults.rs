@@ -117,7 +117,8 @@ impl Fault {
         let param = match kind {
             FaultKind::CloseCode => rng.below(CLOSE_CODES.len() as u64),
             FaultKind::SimRestart => 50 + rng.below(600),
-            FaultKind::TooManyRequestsStorm => 3 + rng.below(15),
+            // Each 429 that meets a reconnect costs a backoff step: 3–8 keeps the soak in bounds.
+            FaultKind::TooManyRequestsStorm => 3 + rng.below(6),
             FaultKind::KmsOutage => 1 + rng.below(6),
             FaultKind::CalendarPageFailure => rng.below(3 * 3 * 3),
             // ±1 min … ±2 h, or back to true time one time in three.
