@@ -796,6 +796,21 @@ async fn factory_reset(
         *m = Default::default();
         ((), true)
     });
+    // The cache writer persists the emptied model in the background: let it finish first,
+    // so its temporary file does not vanish under the wipe (or reappear after it).
+    let cleared = *ctx.bookings.generation().borrow();
+    let mut persisted = ctx.bookings.persisted();
+    if tokio::time::timeout(
+        Duration::from_secs(5),
+        persisted.wait_for(|g| *g >= cleared),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            "factory reset: the bookings cache was not written within 5 s; wiping anyway"
+        );
+    }
     let removed = ctx.state.wipe().map_err(|e| e.to_string())?;
     ctx.set_activation(ActivationState::NotActivated);
     ctx.status

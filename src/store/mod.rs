@@ -117,8 +117,13 @@ impl StateDir {
             } else {
                 fs::remove_file(&path)
             };
-            result.map_err(io_err(&path))?;
-            removed += 1;
+            match result {
+                Ok(()) => removed += 1,
+                // Gone since the listing: an atomic write's temporary file renamed by its
+                // writer (the bookings cache persists the emptied model meanwhile).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
         }
         File::open(&self.path)
             .and_then(|d| d.sync_all())
