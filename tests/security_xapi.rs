@@ -7,24 +7,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
+use roomd::api::xapi::XapiServer;
 use roomd::api::xapi::auth::{FAILURE_WINDOW, LOCKOUT, MAX_FAILURES, set_password};
-use roomd::api::xapi::commands::Backends;
-use roomd::api::xapi::document::Configuration;
-use roomd::api::xapi::{XapiContext, XapiServer};
-use roomd::bookings::store::BookingsStore;
 use roomd::config::XapiConfig;
-use roomd::daemon::room::Room;
-use roomd::daemon::session::SessionHandle;
-use roomd::daemon::status::DeviceStatus;
 use roomd::platform::systemd::Notifier;
 use roomd::shutdown::Tasks;
 use roomd::store::StateDir;
 use support::{LogCapture, TIMEOUT, auth_protocol};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpSocket;
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const ADMIN_PASSWORD: &str = "xapi-security-admin";
@@ -37,25 +29,7 @@ async fn xapi_server(listen: &str) -> (tempfile::TempDir, Vec<String>, Tasks) {
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::open(dir.path().join("state")).unwrap();
     set_password(&state, "admin", ADMIN_PASSWORD).unwrap();
-    let (bookings, _) = BookingsStore::open(&state, 300);
-    let (status, _) = watch::channel(DeviceStatus::new("sim", "https://gds.invalid"));
-    let (commands, _) = tokio::sync::mpsc::channel(1);
-    let ctx = XapiContext::new(
-        Backends {
-            room: Room::new(
-                status.clone(),
-                bookings.clone(),
-                roomd::calls::Calls::detached(status.clone()),
-            ),
-            bookings,
-            session: SessionHandle::new(commands),
-        },
-        status,
-        watch::channel(Configuration::default()).0,
-        state,
-        Instant::now(),
-        8,
-    );
+    let (ctx, _status) = support::detached_xapi_context(state, 8);
     let config = XapiConfig {
         listen: vec![listen.parse().unwrap()],
         ..XapiConfig::default()

@@ -7,19 +7,13 @@ mod support;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use roomd::api::control::{self, ControlRequest, ControlResponse};
+use roomd::api::xapi::CERT_FILE;
 use roomd::api::xapi::auth::{Role, set_password};
-use roomd::api::xapi::commands::Backends;
-use roomd::api::xapi::document::Configuration;
 use roomd::api::xapi::session::{self, Peer};
-use roomd::api::xapi::{CERT_FILE, XapiContext};
-use roomd::bookings::store::BookingsStore;
-use roomd::daemon::room::Room;
-use roomd::daemon::session::SessionHandle;
 use roomd::daemon::status::DeviceStatus;
 use roomd::store::StateDir;
 use serde_json::{Value, json};
@@ -409,25 +403,7 @@ async fn session_rig(role: Role) -> SessionRig {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
     let state = StateDir::open(&state_dir).unwrap();
-    let (bookings, _) = BookingsStore::open(&state, 300);
-    let (status, _) = watch::channel(DeviceStatus::new("sim", "https://gds.invalid"));
-    let (commands, _) = tokio::sync::mpsc::channel(1);
-    let ctx = XapiContext::new(
-        Backends {
-            room: Room::new(
-                status.clone(),
-                bookings.clone(),
-                roomd::calls::Calls::detached(status.clone()),
-            ),
-            bookings,
-            session: SessionHandle::new(commands),
-        },
-        status.clone(),
-        watch::channel(Configuration::default()).0,
-        state,
-        Instant::now(),
-        4,
-    );
+    let (ctx, status) = support::detached_xapi_context(state, 4);
     let (server_io, client_io) = tokio::io::duplex(1 << 16);
     let writes = Arc::new(Mutex::new(Vec::new()));
     let server = WebSocketStream::from_raw_socket(

@@ -558,3 +558,35 @@ where
         }
     }
 }
+
+/// An xAPI context over `state` with a detached room (no cloud session behind it) and a fresh
+/// device status, whose sender is returned too.
+pub fn detached_xapi_context(
+    state: roomd::store::StateDir,
+    max_sessions: usize,
+) -> (
+    roomd::api::xapi::XapiContext,
+    tokio::sync::watch::Sender<roomd::daemon::status::DeviceStatus>,
+) {
+    use roomd::daemon::status::DeviceStatus;
+    let (bookings, _) = roomd::bookings::store::BookingsStore::open(&state, 300);
+    let (status, _) = tokio::sync::watch::channel(DeviceStatus::new("sim", "https://gds.invalid"));
+    let (commands, _) = tokio::sync::mpsc::channel(1);
+    let ctx = roomd::api::xapi::XapiContext::new(
+        roomd::api::xapi::commands::Backends {
+            room: roomd::daemon::room::Room::new(
+                status.clone(),
+                bookings.clone(),
+                roomd::calls::Calls::detached(status.clone()),
+            ),
+            bookings,
+            session: roomd::daemon::session::SessionHandle::new(commands),
+        },
+        status.clone(),
+        tokio::sync::watch::channel(roomd::api::xapi::document::Configuration::default()).0,
+        state,
+        std::time::Instant::now(),
+        max_sessions,
+    );
+    (ctx, status)
+}
