@@ -1,20 +1,25 @@
 //! roomd: the device agent of a meeting-room video device.
 //!
-//! The crate is layered; each layer only uses the ones above it in this map.
+//! The crate is layered in floors. A module uses only the floors above its own in this map,
+//! and modules on one floor do not import each other in a circle; `src/layering.rs` checks
+//! both against this very table (`docs/development.md`, "Layering").
 //!
-//! | layer | modules | what lives there |
+//! | floor | modules | what lives there |
 //! |---|---|---|
-//! | foundations | [`secret`], [`clock`], [`shutdown`] | redacted secrets, wire time format, task shutdown |
+//! | foundations | [`secret`], [`clock`], [`shutdown`], [`status_slice`] | redacted secrets, wire time format, task shutdown, a subsystem's writer onto its slice of the status |
 //! | configuration | [`config`], [`hw::board`] | `/etc/roomd` files and drop-ins, board files |
-//! | protocol types | [`proto`] | cloud wire types and their parsers (sans I/O) |
-//! | protocol state | [`locus`] | Locus sequence comparison (its `Sequence` used by `proto::locus`) and a locus's working copy (sans I/O) |
-//! | I/O clients | [`net`], [`cloud`] | TLS trust, HTTP with tracking ids, backoff; one client per cloud service; [`meeting_server`] for an on-prem Meeting Server |
+//! | platform | [`platform`] | logging set-up, journald fields and message ids, systemd notify and watchdog |
+//! | protocol types | [`proto`], [`locus`] | cloud wire types, their parsers and the Locus sequence rules; a locus's working copy (sans I/O) |
+//! | storage | [`store`] | the state directory (atomic, 0600 files) and the credentials |
 //! | event bus | [`events`] | cloud events fanned out to consumers by namespace, bounded |
-//! | state machines | [`daemon`], [`bookings`], [`calls`], [`reachability`] | the daemon's tasks and the status they publish; call control; media reachability |
-//! | hardware | [`hw`] | board roles (GPIO, later drivers) |
-//! | media | [`media`] | GStreamer |
-//! | API | [`api`] | control socket (`roomd status`), xStatus rendering |
-//! | process | [`platform`], [`cli`], [`check`] | systemd notify and watchdog, logging, command line, `roomd check` |
+//! | I/O clients | [`net`], [`activation`], [`cloud`], [`meeting_server`] | TLS trust, HTTP with tracking ids, WebSocket, backoff; SRP activation; one client per cloud service (event socket included); an on-prem Meeting Server |
+//! | hardware | [`hw`] | GPIO drivers (LEDs, buttons, privacy switch) over embedded-hal |
+//! | state machines | [`media`], [`reachability`], [`bookings`], [`calls`] | GStreamer media sessions; media reachability; bookings and OBTP; call control. Each owns its slice of the status |
+//! | status | [`status`] | the device status, composed of the slices; the STATUS= line |
+//! | room and session | [`room`], [`session`] | what the people in the room can do (controls, dialling); the cloud session (activation, registration, event socket) |
+//! | API | [`api`] | control socket (`roomd status`), local xAPI and touch panel, xStatus rendering |
+//! | daemon | [`daemon`] | wiring: configuration, clients and tasks together; GPIO wiring, GDS health, device control |
+//! | process | [`cli`], [`check`] | command line, `roomd check` |
 //!
 //! The binary (`src/main.rs`) is thin: it parses the command line, loads configuration,
 //! and calls [`daemon::run`], which tests also call in-process against the simulator.
@@ -38,6 +43,13 @@ pub mod net;
 pub mod platform;
 pub mod proto;
 pub mod reachability;
+pub mod room;
 pub mod secret;
+pub mod session;
 pub mod shutdown;
+pub mod status;
+pub mod status_slice;
 pub mod store;
+
+#[cfg(test)]
+mod layering;

@@ -15,8 +15,8 @@ use tracing::Instrument as _;
 
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
-use crate::daemon::session::SessionHandle;
-use crate::daemon::status::DeviceStatus;
+use crate::session::SessionHandle;
+use crate::status::DeviceStatus;
 use crate::shutdown::Shutdown;
 
 /// Requests longer than this are refused: every real request is a few dozen bytes.
@@ -237,7 +237,7 @@ async fn handle(request: ControlRequest, context: &ControlContext) -> ControlRes
         },
         ControlRequest::FactoryReset => outcome(session.factory_reset().await),
         ControlRequest::Status => ControlResponse::Status {
-            status: status.borrow().xstatus(started.elapsed()),
+            status: crate::api::xstatus::tree(&status.borrow(), started.elapsed()),
         },
         ControlRequest::Bookings => ControlResponse::Text {
             text: bookings.text(),

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use super::cache::{self, Loaded};
 use super::model::BookingsModel;
 use super::obtp::{self, ObtpEvent, WallClock};
-use crate::daemon::status::DeviceStatus;
+use super::status::BookingsStatus;
 use crate::shutdown::Shutdown;
+use crate::status_slice::StatusSlice;
 use crate::store::StateDir;
 
 /// The timer re-reads the wall clock at least this often, so a jump is noticed.
@@ -149,7 +150,7 @@ pub async fn persist(store: BookingsStore, state: StateDir, mut shutdown: Shutdo
 pub async fn run_obtp(
     store: BookingsStore,
     clock: Arc<dyn WallClock>,
-    status: watch::Sender<DeviceStatus>,
+    status: StatusSlice<BookingsStatus>,
     mut shutdown: Shutdown,
 ) {
     let buffer_ms = store.inner.start_buffer_secs * 1000;
@@ -186,13 +187,13 @@ pub async fn run_obtp(
             );
             let _ = store.inner.obtp.send(event);
         }
-        status.send_if_modified(|s| {
-            let changed = s.bookings.current_id != current
-                || s.bookings.joinable != joinable
-                || (s.bookings.count, s.bookings.pending) != counts;
-            s.bookings.current_id = current;
-            s.bookings.joinable = joinable;
-            (s.bookings.count, s.bookings.pending) = counts;
+        status.modify(|s| {
+            let changed = s.current_id != current
+                || s.joinable != joinable
+                || (s.count, s.pending) != counts;
+            s.current_id = current;
+            s.joinable = joinable;
+            (s.count, s.pending) = counts;
             changed
         });
         // Sleep until the next transition (monotonic), but re-read the wall clock often
@@ -290,7 +291,7 @@ mod tests {
             started: Instant::now(),
             jump_ms: AtomicI64::new(0),
         });
-        let (status, mut status_rx) = watch::channel(DeviceStatus::new("sim", "https://gds"));
+        let (status, mut status_rx) = StatusSlice::standalone(BookingsStatus::default());
         let mut events = store.obtp_events();
         let tasks = Tasks::new();
         {
@@ -313,10 +314,10 @@ mod tests {
             "fired on time"
         );
         status_rx
-            .wait_for(|s| s.bookings.current_id.as_deref() == Some("webex-1"))
+            .wait_for(|s| s.current_id.as_deref() == Some("webex-1"))
             .await
             .unwrap();
-        assert_eq!(status_rx.borrow().bookings.joinable, ["webex-1"]);
+        assert_eq!(status_rx.borrow().joinable, ["webex-1"]);
         let e = next_event(&mut events).await;
         assert_eq!(
             (e.kind, clock.now_ms()),
@@ -326,7 +327,7 @@ mod tests {
         // The wall clock jumps back an hour: nothing fires, Current Id follows the new time.
         clock.jump_ms.store(-3_600_000, Ordering::SeqCst);
         status_rx
-            .wait_for(|s| s.bookings.current_id.is_none())
+            .wait_for(|s| s.current_id.is_none())
             .await
             .unwrap();
         // ...then forward again past the end: End fires, and Current Id clears.
@@ -334,7 +335,7 @@ mod tests {
         let e = next_event(&mut events).await;
         assert_eq!(e.kind, ObtpEventKind::End);
         status_rx
-            .wait_for(|s| s.bookings.current_id.is_none() && s.bookings.joinable.is_empty())
+            .wait_for(|s| s.current_id.is_none() && s.joinable.is_empty())
             .await
             .unwrap();
 

@@ -11,15 +11,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::model::{Change, dto_key_urls};
+use super::status::{BookingsStatus, CatchUpState};
 use super::store::{BookingsStore, now_ms};
 use crate::clock::sleep_until_some;
 use crate::cloud::calendar::{CalendarClient, CalendarError};
-use crate::daemon::status::DeviceStatus;
 use crate::events::{Event, EventBus, Subscription};
 use crate::net::backoff::Backoff;
 use crate::platform::logging::message_id;
 use crate::proto::calendar::{self, CalendarEvent};
 use crate::shutdown::Shutdown;
+use crate::status_slice::StatusSlice;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -38,7 +39,7 @@ pub struct Sync {
     pub bus: EventBus,
     /// Subscribed before the event socket starts, so no event is missed.
     pub events: Subscription,
-    pub status: watch::Sender<DeviceStatus>,
+    pub status: StatusSlice<BookingsStatus>,
     pub timers: SyncTimers,
 }
 
@@ -245,7 +246,7 @@ impl Sync {
                 state.key_retry = Some(Instant::now() + state.key_backoff.next_delay());
             }
             self.status
-                .send_if_modified(|s| !std::mem::replace(&mut s.bookings.keys_missing, true));
+                .modify(|s| !std::mem::replace(&mut s.keys_missing, true));
         }
     }
 
@@ -264,7 +265,7 @@ impl Sync {
         {
             state.key_backoff.reset();
             self.status
-                .send_if_modified(|s| std::mem::replace(&mut s.bookings.keys_missing, false));
+                .modify(|s| std::mem::replace(&mut s.keys_missing, false));
         }
     }
 
@@ -274,8 +275,7 @@ impl Sync {
         let (from, to) = (now.saturating_sub(DAY_MS), now + 7 * DAY_MS);
         let iso =
             |ms: u64| crate::clock::iso8601(std::time::UNIX_EPOCH + Duration::from_millis(ms));
-        self.status
-            .send_modify(|s| s.bookings.catch_up = "Running".into());
+        self.status.update(|s| s.catch_up = CatchUpState::Running);
         let started = std::time::Instant::now();
         let mut listed = BTreeSet::new();
         let mut pager = client.pages(&iso(from), &iso(to));
@@ -314,11 +314,11 @@ impl Sync {
                 );
                 state.catch_up_backoff.reset();
                 state.catch_up_at = Some(Instant::now() + self.timers.catch_up_every);
-                self.status.send_modify(|s| {
-                    s.bookings.catch_up = "Complete".into();
-                    s.bookings.last_catch_up = Some(std::time::SystemTime::now());
-                    s.bookings.catch_up_duration = Some(started.elapsed());
-                    s.bookings.catch_ups += 1;
+                self.status.update(|s| {
+                    s.catch_up = CatchUpState::Complete;
+                    s.last_catch_up = Some(std::time::SystemTime::now());
+                    s.catch_up_duration = Some(started.elapsed());
+                    s.catch_ups += 1;
                 });
             }
             Err(e) => {
@@ -329,11 +329,12 @@ impl Sync {
                     delay.as_secs_f64()
                 );
                 state.catch_up_at = Some(Instant::now() + delay);
-                let detail = match &e {
-                    CalendarError::Page { page, .. } => format!("Failed at page {page}"),
-                    _ => "Failed".into(),
+                let page = match &e {
+                    CalendarError::Page { page, .. } => Some(*page as u32),
+                    _ => None,
                 };
-                self.status.send_modify(|s| s.bookings.catch_up = detail);
+                self.status
+                    .update(|s| s.catch_up = CatchUpState::Failed { page });
             }
         }
         self.fetch_keys(client, state).await;

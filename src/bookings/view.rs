@@ -102,7 +102,7 @@ pub fn bookings_list(model: &BookingsModel, start_buffer_secs: u64) -> Value {
 
 /// `bookings.txt` (and `roomd bookings`).
 pub fn bookings_txt(model: &BookingsModel, start_buffer_secs: u64) -> String {
-    crate::api::xstatus::render_with(&bookings_list(model, start_buffer_secs), "*r")
+    crate::proto::xtext::render_lines(&bookings_list(model, start_buffer_secs), "*r")
 }
 
 #[cfg(test)]

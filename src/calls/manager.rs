@@ -15,7 +15,9 @@ use super::state::{self, CallState, Derived, Direction, EndCause};
 use super::{ice, sdp};
 use crate::cloud::locus::{JoinBody, LocusClient};
 use crate::config::MeetingUriRegex;
-use crate::daemon::status::{CallView, DeviceStatus, DiagnosticRecord, MoveRecord};
+use super::status::{CallKind, CallView, CallsStatus, DiagnosticRecord, MoveOutcome, MoveRecord};
+use crate::media::{MediaStatus, RoomControls};
+use crate::status_slice::StatusSlice;
 use crate::events::{EventBus, Namespace, Resync, ResyncReason};
 use crate::locus::tracker::{Applied, LocusTracker, SyncReason};
 use crate::media::plan::MediaPlan;
@@ -153,7 +155,9 @@ pub struct Calls {
 pub struct CallManager {
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<CallEvent>,
-    status: watch::Sender<DeviceStatus>,
+    status: StatusSlice<CallsStatus>,
+    media_status: StatusSlice<MediaStatus>,
+    controls: watch::Receiver<RoomControls>,
     services: watch::Receiver<Option<CallServices>>,
     bus: EventBus,
     reachability: Reachability,
@@ -168,7 +172,7 @@ pub struct CallManager {
 struct Call {
     id: u32,
     direction: Direction,
-    kind: &'static str,
+    kind: CallKind,
     state: CallState,
     remote_number: String,
     display_name: String,
@@ -198,8 +202,8 @@ impl Call {
     fn view(&self) -> CallView {
         CallView {
             id: self.id,
-            status: self.state.as_str(),
-            direction: self.direction.as_str(),
+            status: self.state,
+            direction: self.direction,
             kind: self.kind,
             remote_number: self.remote_number.clone(),
             display_name: self.display_name.clone(),
@@ -252,7 +256,9 @@ fn log_diagnostic(call_id: u32, correlation_id: &str, name: &str, error: Option<
 impl Calls {
     /// The handle and the task to spawn (`CallManager::run`).
     pub fn new(
-        status: watch::Sender<DeviceStatus>,
+        status: StatusSlice<CallsStatus>,
+        media_status: StatusSlice<MediaStatus>,
+        controls: watch::Receiver<RoomControls>,
         services: watch::Receiver<Option<CallServices>>,
         bus: EventBus,
         reachability: Reachability,
@@ -265,6 +271,8 @@ impl Calls {
             commands,
             events: events.clone(),
             status,
+            media_status,
+            controls,
             services,
             bus,
             reachability,
@@ -285,9 +293,11 @@ impl Calls {
 
     /// A handle with no manager behind it: every command answers "roomd is stopping". For
     /// exercising the API layers (xAPI tests and benches) without call control.
-    pub fn detached(status: watch::Sender<DeviceStatus>) -> Calls {
+    pub fn detached() -> Calls {
         let (calls, _manager) = Calls::new(
-            status,
+            StatusSlice::standalone(CallsStatus::default()).0,
+            StatusSlice::standalone(MediaStatus::default()).0,
+            watch::channel(RoomControls::default()).1,
             watch::channel(None).1,
             EventBus::new(),
             Reachability::new(),
@@ -391,9 +401,9 @@ impl CallManager {
                         break;
                     }
                     let available = self.services.borrow_and_update().is_some();
-                    self.status.send_if_modified(|s| {
-                        let changed = s.calls.available != available;
-                        s.calls.available = available;
+                    self.status.modify(|s| {
+                        let changed = s.available != available;
+                        s.available = available;
                         changed
                     });
                 }
@@ -454,7 +464,7 @@ impl CallManager {
         Ok(index)
     }
 
-    fn new_call(&mut self, direction: Direction, kind: &'static str, remote: String) -> usize {
+    fn new_call(&mut self, direction: Direction, kind: CallKind, remote: String) -> usize {
         let call = Call {
             id: self.next_id,
             direction,
@@ -481,13 +491,13 @@ impl CallManager {
     }
 
     fn join_body(&self, call: &Call) -> JoinBody {
-        let status = self.status.borrow();
+        let controls = self.controls.borrow();
         JoinBody {
             correlation_id: call.correlation_id.clone(),
             local_sdp: sdp::local_offer(u64::from(call.id), &call.plan),
             reachability: self.reachability.join_body(),
-            audio_muted: status.audio.microphones_muted,
-            video_muted: status.video.camera_off,
+            audio_muted: controls.microphones_muted,
+            video_muted: controls.camera_off,
         }
     }
 
@@ -537,7 +547,11 @@ impl CallManager {
         let meeting = self.options.meeting_uri_regex.is_match(&number);
         let index = self.new_call(
             Direction::Outgoing,
-            if meeting { "Meeting" } else { "Call" },
+            if meeting {
+                CallKind::Meeting
+            } else {
+                CallKind::Call
+            },
             number.clone(),
         );
         let call = &mut self.calls[index];
@@ -605,7 +619,7 @@ impl CallManager {
         let call = &mut self.calls[index];
         if call.direction == Direction::Outgoing {
             if let Some((name, _)) = call.tracker.current().and_then(state::remote_party) {
-                if call.kind == "Call" && !name.is_empty() {
+                if call.kind == CallKind::Call && !name.is_empty() {
                     call.display_name = name;
                 }
             }
@@ -649,8 +663,8 @@ impl CallManager {
     }
 
     fn count(&self, applied: &Applied) {
-        self.status.send_modify(|s| {
-            let counters = &mut s.calls.locus;
+        self.status.update(|s| {
+            let counters = &mut s.locus;
             match applied {
                 Applied::Updated => counters.applied += 1,
                 Applied::Kept => counters.kept += 1,
@@ -730,13 +744,13 @@ impl CallManager {
             duration_secs: duration.as_secs(),
         });
         let mut view = call.view();
-        view.status = "Idle";
+        view.status = CallState::Idle;
         view.end_cause = Some(cause.as_str().to_owned());
         view.end_detail = detail;
-        self.status.send_modify(|s| {
-            s.calls.ended.push(view);
-            let excess = s.calls.ended.len().saturating_sub(ENDED_KEPT);
-            s.calls.ended.drain(..excess);
+        self.status.update(|s| {
+            s.ended.push(view);
+            let excess = s.ended.len().saturating_sub(ENDED_KEPT);
+            s.ended.drain(..excess);
         });
     }
 
@@ -889,7 +903,7 @@ impl CallManager {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!("Locus event dropped: {e}");
-                self.status.send_modify(|s| s.calls.locus.bad_events += 1);
+                self.status.update(|s| s.locus.bad_events += 1);
                 return;
             }
         };
@@ -988,7 +1002,7 @@ impl CallManager {
                     return;
                 };
                 let applied = call.tracker.apply_sync(full);
-                self.status.send_modify(|s| s.calls.locus.syncs += 1);
+                self.status.update(|s| s.locus.syncs += 1);
                 self.count(&applied);
                 self.refresh(id);
             }
@@ -1034,8 +1048,8 @@ impl CallManager {
             address
         };
         let kind = match dto.full_state.as_ref().map(|f| &f.kind) {
-            Some(LocusType::Meeting) => "Meeting",
-            _ => "Call",
+            Some(LocusType::Meeting) => CallKind::Meeting,
+            _ => CallKind::Call,
         };
         let url = dto.url.clone();
         let index = self.new_call(Direction::Incoming, kind, remote.clone());
@@ -1114,7 +1128,7 @@ impl CallManager {
         call.diagnostic(diag::CALL_LEAVE);
         let self_id = call.me().map(|p| p.id.clone()).unwrap_or_default();
         let old_correlation = call.correlation_id.clone();
-        let record = |outcome: &'static str, detail: Option<String>| MoveRecord {
+        let record = |outcome: MoveOutcome, detail: Option<String>| MoveRecord {
             call_id: id,
             outcome,
             from: from.clone(),
@@ -1131,7 +1145,7 @@ impl CallManager {
                 "nothing happened: leaving the old call failed ({e}); still in the first call"
             );
             tracing::error!(call_id = id, "move of call {id} failed: {detail}");
-            self.move_outcome(record("NothingHappened", Some(detail.clone())), &detail);
+            self.move_outcome(record(MoveOutcome::NothingHappened, Some(detail.clone())), &detail);
             return;
         }
         // Presentation does not carry over a move (seed 002); roomd does not share yet.
@@ -1146,7 +1160,7 @@ impl CallManager {
         call.state = CallState::Connecting;
         call.connected_at = None;
         call.display_name = name.clone();
-        call.kind = "Meeting";
+        call.kind = CallKind::Meeting;
         call.diagnostic(diag::CALL_INITIATED);
         let body = self.join_body(&self.calls[index]);
         let call = &mut self.calls[index];
@@ -1158,7 +1172,7 @@ impl CallManager {
                 let detail = format!("dropped but not reconnected: joining {name} failed ({e})");
                 tracing::error!(call_id = id, "move of call {id} failed: {detail}");
                 self.move_outcome(
-                    record("DroppedNotReconnected", Some(detail.clone())),
+                    record(MoveOutcome::DroppedNotReconnected, Some(detail.clone())),
                     &detail,
                 );
                 self.end(id, EndCause::MoveFailed, Some(detail));
@@ -1176,11 +1190,11 @@ impl CallManager {
                         "connected to the wrong meeting: asked to join {name} ({to}), now in {landed_name} ({landed})"
                     );
                     tracing::error!(call_id = id, "move of call {id}: {detail}");
-                    self.move_outcome(record("WrongMeeting", Some(detail.clone())), &detail);
+                    self.move_outcome(record(MoveOutcome::WrongMeeting, Some(detail.clone())), &detail);
                 } else {
                     let text = format!("You have been moved to a new call. Now in {name}");
                     tracing::info!(call_id = id, "{text}");
-                    self.move_outcome(record("Moved", None), &text);
+                    self.move_outcome(record(MoveOutcome::Moved, None), &text);
                 }
             }
         }
@@ -1188,11 +1202,11 @@ impl CallManager {
 
     fn move_outcome(&self, record: MoveRecord, notice: &str) {
         let call_id = record.call_id;
-        self.status.send_modify(|s| {
-            s.calls.notice = Some(notice.to_owned());
-            s.calls.moves.push(record);
-            let excess = s.calls.moves.len().saturating_sub(MOVES_KEPT);
-            s.calls.moves.drain(..excess);
+        self.status.update(|s| {
+            s.notice = Some(notice.to_owned());
+            s.moves.push(record);
+            let excess = s.moves.len().saturating_sub(MOVES_KEPT);
+            s.moves.drain(..excess);
         });
         let _ = self.events.send(CallEvent::Notice {
             call_id,
@@ -1225,7 +1239,8 @@ impl CallManager {
         match media_session::start(
             &options,
             start,
-            self.status.clone(),
+            self.controls.clone(),
+            self.media_status.clone(),
             self.media_events_tx.clone(),
         )
         .await
@@ -1251,8 +1266,8 @@ impl CallManager {
             call.diagnostics.push(record);
             return;
         }
-        self.status.send_modify(|s| {
-            if let Some(view) = s.calls.ended.iter_mut().find(|c| c.id == event.call_id) {
+        self.status.update(|s| {
+            if let Some(view) = s.ended.iter_mut().find(|c| c.id == event.call_id) {
                 log_diagnostic(
                     view.id,
                     &view.correlation_id,
@@ -1290,11 +1305,11 @@ impl CallManager {
 
     fn publish(&self) {
         let views: Vec<CallView> = self.calls.iter().map(Call::view).collect();
-        self.status.send_if_modified(|s| {
-            if s.calls.active == views {
+        self.status.modify(|s| {
+            if s.active == views {
                 return false;
             }
-            s.calls.active = views;
+            s.active = views;
             true
         });
     }

@@ -7,7 +7,10 @@ pub mod ice;
 pub mod manager;
 pub mod sdp;
 pub mod state;
+pub mod status;
 
 pub use manager::{
     CallError, CallEvent, CallManager, CallServices, Calls, CallsOptions, DialOutcome,
 };
+pub use state::{CallState, Direction, EndCause};
+pub use status::{CallKind, CallView, CallsStatus, DialRecord, MoveOutcome, MoveRecord};

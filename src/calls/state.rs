@@ -16,6 +16,8 @@ pub enum CallState {
     OnHold,
     /// Leaving.
     Disconnecting,
+    /// Ended: how a call in the ended list shows (never a live call's state).
+    Idle,
 }
 
 impl CallState {
@@ -27,6 +29,7 @@ impl CallState {
             CallState::Connected => "Connected",
             CallState::OnHold => "OnHold",
             CallState::Disconnecting => "Disconnecting",
+            CallState::Idle => "Idle",
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::cloud::gds::GdsClient;
-use crate::daemon::status::{CloudState, DeviceStatus};
+use crate::status::{CloudState, DeviceStatus};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpError;
 use crate::platform::logging::message_id;

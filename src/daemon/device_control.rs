@@ -3,8 +3,8 @@
 
 use tokio::sync::watch;
 
-use crate::daemon::room::Room;
-use crate::daemon::status::DeviceStatus;
+use crate::room::Room;
+use crate::status::DeviceStatus;
 use crate::events::{Event, EventBus, Namespace};
 use crate::platform::logging::message_id;
 use crate::proto::wdm::FeatureToggle;

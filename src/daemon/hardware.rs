@@ -9,8 +9,11 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_hal_async::digital::Wait;
 use tokio::sync::{mpsc, watch};
 
-use crate::daemon::room::Room;
-use crate::daemon::status::{ActivationState, DeviceStatus, SystemState};
+use crate::room::Room;
+use crate::calls::CallState;
+use crate::cloud::mercury::WsState;
+use crate::hw::GpioState;
+use crate::status::{ActivationState, DeviceStatus, RegistrationState, SystemState};
 use crate::hw::board::Board;
 use crate::hw::board::{GpioBackend, GpioRole};
 use crate::hw::gpio::{self, ButtonPress, DEFAULT_SETTLE, LedPattern, SimGpio};
@@ -22,7 +25,12 @@ pub fn status_pattern(status: &DeviceStatus) -> LedPattern {
     if status.system == SystemState::Stopping {
         return LedPattern::Off;
     }
-    if status.calls.active.iter().any(|c| c.status == "Ringing") {
+    if status
+        .calls
+        .active
+        .iter()
+        .any(|c| c.status == CallState::Ringing)
+    {
         return LedPattern::Ringing;
     }
     match &status.activation {
@@ -30,23 +38,12 @@ pub fn status_pattern(status: &DeviceStatus) -> LedPattern {
         ActivationState::NeedsActivation { .. } => LedPattern::Error,
         ActivationState::Activating => LedPattern::Activating,
         ActivationState::Activated { .. } => match status.registration.state {
-            "Registered" if status.websocket.state == crate::cloud::mercury::WsState::Failed => {
+            RegistrationState::Registered if status.websocket.state == WsState::Failed => {
                 LedPattern::Error
             }
-            "Registered" => LedPattern::On,
+            RegistrationState::Registered => LedPattern::On,
             _ => LedPattern::Activating,
         },
-    }
-}
-
-/// How `roomd status` names a status LED pattern.
-pub fn pattern_name(pattern: LedPattern) -> &'static str {
-    match pattern {
-        LedPattern::Off => "Off",
-        LedPattern::On => "Registered",
-        LedPattern::Activating => "Activating",
-        LedPattern::Error => "Error",
-        LedPattern::Ringing => "Ringing",
     }
 }
 
@@ -65,19 +62,19 @@ pub fn start(
         GpioBackend::Sim => {
             let mut sim = SimGpio::new(&board.gpio);
             wire(tasks, sim.take_outputs(), sim.take_inputs(), status, room);
-            status.send_modify(|s| s.hardware.gpio = "sim".into());
+            status.send_modify(|s| s.hardware.gpio = GpioState::Sim);
             Some(sim)
         }
         GpioBackend::Cdev => {
             match gpio::open_cdev(&board.gpio) {
                 Ok(lines) => {
                     wire(tasks, lines.outputs, lines.inputs, status, room);
-                    status.send_modify(|s| s.hardware.gpio = "cdev".into());
+                    status.send_modify(|s| s.hardware.gpio = GpioState::Cdev);
                 }
                 Err(e) => {
                     tracing::error!("GPIO unavailable: {e}; buttons and LEDs are off");
                     status.send_modify(|s| {
-                        s.hardware.gpio = "unavailable".into();
+                        s.hardware.gpio = GpioState::Unavailable;
                         s.hardware.detail = Some(e.to_string());
                     });
                 }
@@ -178,10 +175,14 @@ async fn drive_leds(
             let now = updates.borrow_and_update();
             (
                 status_pattern(&now),
-                now.audio.microphones_muted,
+                now.controls.microphones_muted,
                 // Lit while a booking can be joined or a call is up.
                 !now.bookings.joinable.is_empty()
-                    || now.calls.active.iter().any(|c| c.status != "Ringing"),
+                    || now
+                        .calls
+                        .active
+                        .iter()
+                        .any(|c| c.status != CallState::Ringing),
             )
         };
         let wanted = [
@@ -202,7 +203,7 @@ async fn drive_leds(
         status.send_if_modified(|s| {
             let hw = &mut s.hardware;
             let before = (hw.status_led, hw.mute_led, hw.meeting_led);
-            hw.status_led = pattern_name(state_pattern);
+            hw.status_led = state_pattern;
             hw.mute_led = muted && leds.contains_key(&GpioRole::MuteLed);
             hw.meeting_led = meeting && leds.contains_key(&GpioRole::MeetingLed);
             before != (hw.status_led, hw.mute_led, hw.meeting_led)
@@ -280,11 +281,11 @@ mod tests {
             device_identifier: "d".into(),
             org_id: "o".into(),
         };
-        s.registration.state = "Registering";
+        s.registration.state = RegistrationState::Registering;
         assert_eq!(status_pattern(&s), LedPattern::Activating);
-        s.registration.state = "Registered";
+        s.registration.state = RegistrationState::Registered;
         assert_eq!(status_pattern(&s), LedPattern::On);
-        s.websocket.state = crate::cloud::mercury::WsState::Failed;
+        s.websocket.state = WsState::Failed;
         assert_eq!(status_pattern(&s), LedPattern::Error);
         s.activation = ActivationState::NeedsActivation { reason: "x".into() };
         assert_eq!(status_pattern(&s), LedPattern::Error);

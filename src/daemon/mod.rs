@@ -5,9 +5,6 @@
 pub mod cloud_health;
 pub mod device_control;
 pub mod hardware;
-pub mod room;
-pub mod session;
-pub mod status;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -26,7 +23,8 @@ use crate::config::{Config, ConfigError};
 use crate::events::EventBus;
 use crate::hw::board::Board;
 use crate::media;
-use crate::meeting_server::MeetingServerStatus;
+use crate::media::RoomControls;
+use crate::meeting_server::{ConnectionState, MeetingServerStatus};
 use crate::meeting_server::client::MeetingServerClient;
 use crate::net::backoff::Backoff;
 use crate::net::http::{HttpClient, HttpError};
@@ -37,8 +35,9 @@ use crate::reachability::Reachability;
 use crate::shutdown::{Shutdown, ShutdownTimeout, Tasks};
 use crate::store::credentials::Credentials;
 use crate::store::{StateDir, StoreError};
-use session::{SessionContext, SessionHandle};
-use status::{ActivationState, DeviceStatus, SystemState};
+use crate::room::Room;
+use crate::session::{self, SessionContext, SessionHandle};
+use crate::status::{ActivationState, DeviceStatus, SystemState, slices};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -85,7 +84,7 @@ pub struct Daemon {
     session: SessionHandle,
     bus: EventBus,
     bookings: BookingsStore,
-    room: room::Room,
+    room: Room,
     reachability: Reachability,
     xapi_urls: Vec<String>,
     sim_gpio: Option<crate::hw::gpio::SimGpio>,
@@ -125,7 +124,7 @@ impl Daemon {
     }
 
     /// The room's controls (volume, mute, layout, dial), shared by the xAPI and the buttons.
-    pub fn room(&self) -> room::Room {
+    pub fn room(&self) -> Room {
         self.room.clone()
     }
 
@@ -237,7 +236,10 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     }
     initial.bookings.cache = cache_outcome;
     let configuration = Configuration::load(&state);
-    initial.audio.volume = configuration.default_volume;
+    let (controls_tx, controls_rx) = watch::channel(RoomControls {
+        volume: configuration.default_volume,
+        ..RoomControls::default()
+    });
     let media_options = media_options(&config, &board, initial.gstreamer.is_some());
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
@@ -245,7 +247,9 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     let reachability = Reachability::new();
     let (call_services_tx, call_services_rx) = watch::channel(None);
     let (calls, call_manager) = crate::calls::Calls::new(
-        status_tx.clone(),
+        slices::calls(&status_tx),
+        slices::media(&status_tx),
+        controls_rx,
         call_services_rx,
         bus.clone(),
         reachability.clone(),
@@ -258,7 +262,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     tasks.spawn(Subsystem::Calls.span(), move |shutdown| {
         call_manager.run(shutdown)
     });
-    let room = room::Room::new(status_tx.clone(), bookings.clone(), calls);
+    let room = Room::new(controls_tx, status_tx.clone(), bookings.clone(), calls);
     {
         let (bus, room) = (bus.clone(), room.clone());
         tasks.spawn(Subsystem::Device.span(), move |shutdown| {
@@ -287,10 +291,10 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         });
     }
     {
-        let (bookings, status_tx) = (bookings.clone(), status_tx.clone());
+        let (bookings, status) = (bookings.clone(), slices::bookings(&status_tx));
         let clock: Arc<dyn WallClock> = Arc::new(SystemClock);
         tasks.spawn(Subsystem::Calendar.span(), move |shutdown| {
-            crate::bookings::store::run_obtp(bookings, clock, status_tx, shutdown)
+            crate::bookings::store::run_obtp(bookings, clock, status, shutdown)
         });
     }
     let (commands_tx, commands_rx) = mpsc::channel(8);
@@ -430,7 +434,7 @@ fn start_meeting_server(
             status_tx.send_modify(|s| {
                 s.meeting_server = Some(MeetingServerStatus {
                     base_url: meeting_server.base_url.clone(),
-                    state: "Misconfigured",
+                    state: ConnectionState::Misconfigured,
                     detail: Some(e.to_string()),
                     ..Default::default()
                 })

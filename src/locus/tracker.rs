@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
-use super::sequence::{Sequence, UpdateAction, update_action};
+use crate::proto::locus::sequence::{self, Sequence, UpdateAction, update_action};
 use crate::proto::locus::LocusDto;
 
 /// More queued deltas than this → sync.
@@ -227,7 +227,7 @@ impl LocusTracker {
         let base = delta.base_sequence.clone().unwrap_or_default();
         let at = self.queue.partition_point(|q| {
             let qb = q.base_sequence.as_ref().expect("only deltas are queued");
-            super::sequence::compare(qb, &base) != super::sequence::Comparison::GreaterThan
+            sequence::compare(qb, &base) != sequence::Comparison::GreaterThan
         });
         self.queue.insert(at, delta);
         self.stats.queued_total += 1;

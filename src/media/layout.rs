@@ -4,8 +4,45 @@
 
 use crate::proto::multistream::ScrRequest;
 
-/// The layout families the device knows (`Video Layout LayoutFamily`), lower case.
-pub const LAYOUT_FAMILIES: [&str; 5] = ["auto", "equal", "prominent", "overlay", "single"];
+/// The layout families the device knows (`Video Layout LayoutFamily`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayoutFamily {
+    /// The device default: overlay's streams.
+    #[default]
+    Auto,
+    Equal,
+    Prominent,
+    Overlay,
+    Single,
+}
+
+impl LayoutFamily {
+    pub const ALL: [LayoutFamily; 5] = [
+        LayoutFamily::Auto,
+        LayoutFamily::Equal,
+        LayoutFamily::Prominent,
+        LayoutFamily::Overlay,
+        LayoutFamily::Single,
+    ];
+
+    /// The xAPI's name, lower case as roomd shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutFamily::Auto => "auto",
+            LayoutFamily::Equal => "equal",
+            LayoutFamily::Prominent => "prominent",
+            LayoutFamily::Overlay => "overlay",
+            LayoutFamily::Single => "single",
+        }
+    }
+
+    /// A family by name, in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(name))
+    }
+}
 
 /// H.264, the only video payload type of the offer.
 const PT_H264: u8 = 126;
@@ -64,19 +101,15 @@ const TILE: ScrRequest = ScrRequest {
     max_height: 360,
 };
 
-/// The requests of `family` (case-insensitive), exactly the §7 table: `overlay` and `auto`
-/// 1 main + 6 thumbnails (seed 000), `prominent` 1 main + 4 thumbnails, `equal` 4 tiles of
-/// 640×360, `single` 1 main. An unknown family gets overlay's requests, the device default.
-/// Every `srcid` is 0: the caller assigns the SSRC of each receive slot.
-pub fn receive_requests(family: &str) -> Vec<ScrRequest> {
-    let (main, thumbnails, tiles) = if family.eq_ignore_ascii_case("single") {
-        (1, 0, 0)
-    } else if family.eq_ignore_ascii_case("prominent") {
-        (1, 4, 0)
-    } else if family.eq_ignore_ascii_case("equal") {
-        (0, 0, 4)
-    } else {
-        (1, 6, 0)
+/// The requests of `family`, exactly the §7 table: `overlay` and `auto` 1 main + 6
+/// thumbnails (seed 000), `prominent` 1 main + 4 thumbnails, `equal` 4 tiles of 640×360,
+/// `single` 1 main. Every `srcid` is 0: the caller assigns the SSRC of each receive slot.
+pub fn receive_requests(family: LayoutFamily) -> Vec<ScrRequest> {
+    let (main, thumbnails, tiles) = match family {
+        LayoutFamily::Single => (1, 0, 0),
+        LayoutFamily::Prominent => (1, 4, 0),
+        LayoutFamily::Equal => (0, 0, 4),
+        LayoutFamily::Auto | LayoutFamily::Overlay => (1, 6, 0),
     };
     let mut requests = Vec::with_capacity(main + thumbnails + tiles);
     requests.extend(std::iter::repeat_n(MAIN, main));
@@ -91,7 +124,7 @@ mod tests {
 
     #[test]
     fn overlay_is_seed_000() {
-        let requests = receive_requests("overlay");
+        let requests = receive_requests(LayoutFamily::Overlay);
         assert_eq!(requests.len(), 7);
         assert_eq!(
             requests[0],
@@ -121,23 +154,24 @@ mod tests {
     }
 
     #[test]
-    fn auto_and_unknown_families_are_overlay() {
-        let overlay = receive_requests("overlay");
-        assert_eq!(receive_requests("auto"), overlay);
-        assert_eq!(receive_requests("Overlay"), overlay);
-        assert_eq!(receive_requests("AUTO"), overlay);
-        assert_eq!(receive_requests("custom"), overlay);
-        assert_eq!(receive_requests(""), overlay);
+    fn auto_is_overlay_and_names_parse_in_any_case() {
+        let overlay = receive_requests(LayoutFamily::Overlay);
+        assert_eq!(receive_requests(LayoutFamily::Auto), overlay);
+        assert_eq!(LayoutFamily::parse("Overlay"), Some(LayoutFamily::Overlay));
+        assert_eq!(LayoutFamily::parse("AUTO"), Some(LayoutFamily::Auto));
+        assert_eq!(LayoutFamily::parse("custom"), None);
+        assert_eq!(LayoutFamily::parse(""), None);
     }
 
     #[test]
     fn prominent_single_and_equal() {
-        let overlay = receive_requests("overlay");
-        assert_eq!(receive_requests("prominent"), overlay[..5].to_vec());
-        assert_eq!(receive_requests("Prominent"), overlay[..5].to_vec());
-        assert_eq!(receive_requests("single"), overlay[..1].to_vec());
-        assert_eq!(receive_requests("SINGLE"), overlay[..1].to_vec());
-        let equal = receive_requests("Equal");
+        let overlay = receive_requests(LayoutFamily::Overlay);
+        assert_eq!(
+            receive_requests(LayoutFamily::Prominent),
+            overlay[..5].to_vec()
+        );
+        assert_eq!(receive_requests(LayoutFamily::Single), overlay[..1].to_vec());
+        let equal = receive_requests(LayoutFamily::Equal);
         assert_eq!(equal.len(), 4);
         for tile in equal {
             assert_eq!(
@@ -163,7 +197,7 @@ mod tests {
 
     #[test]
     fn every_family_is_listed_and_requests_something() {
-        for family in LAYOUT_FAMILIES {
+        for family in LayoutFamily::ALL {
             let requests = receive_requests(family);
             assert!(!requests.is_empty());
             assert!(

@@ -22,14 +22,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::graph::{GraphSpec, VIDEO_PT};
 use super::gst::MediaError;
 use super::layers::{self, Capture, LayerConfig};
-use super::layout;
+use super::controls::RoomControls;
+use super::layout::{self, LayoutFamily};
 use super::plan::MediaPlan;
 use super::receive_pipeline::ReceivePipeline;
 use super::send_pipeline::{OutPacket, PipelineEvent, SendPipeline, SendStream};
-use crate::daemon::status::{
-    DeviceStatus, MediaAudioView, MediaLayerView, MediaReceiveView, MediaView,
+use super::status::{
+    AudioSendState, LayerState, MediaAudioView, MediaLayerView, MediaReceiveView, MediaStatus,
+    MediaView,
 };
 use crate::proto::multistream::{Message, Sca, ScaEntry, Scr, SourceState};
+use crate::status_slice::StatusSlice;
 use crate::proto::rtp::{self, Demux, SenderReport};
 
 /// Diagnostic events the media engine raises (wire profile §5).
@@ -114,11 +117,13 @@ impl Drop for MediaSession {
     }
 }
 
-/// Binds the socket, builds and starts the send pipeline, and spawns the session task.
+/// Binds the socket, builds and starts the send pipeline, and spawns the session task. The
+/// session follows `room` (mute, privacy, layout) and writes what it does into `status`.
 pub async fn start(
     options: &MediaOptions,
     start: MediaStart,
-    status: watch::Sender<DeviceStatus>,
+    room: watch::Receiver<RoomControls>,
+    status: StatusSlice<MediaStatus>,
     events: mpsc::UnboundedSender<MediaEvent>,
 ) -> Result<MediaSession, MediaError> {
     let local: SocketAddr = if start.node.is_ipv4() {
@@ -138,7 +143,6 @@ pub async fn start(
     graph.layers = start.plan.video_ssrcs.len();
     let pipeline = SendPipeline::build(&graph, packets_tx)?;
     let (stop_tx, stop) = oneshot::channel();
-    let room = status.subscribe();
     let session = Session::new(options.clone(), start, socket, status, room, events);
     let task = tokio::spawn(session.run(pipeline, packets, stop));
     Ok(MediaSession {
@@ -209,14 +213,14 @@ struct Session {
     options: MediaOptions,
     start: MediaStart,
     socket: UdpSocket,
-    status: watch::Sender<DeviceStatus>,
-    room: watch::Receiver<DeviceStatus>,
+    status: StatusSlice<MediaStatus>,
+    room: watch::Receiver<RoomControls>,
     events: mpsc::UnboundedSender<MediaEvent>,
     layers: Vec<Layer>,
     audio: Counters,
     muted: bool,
     camera_off: bool,
-    layout: String,
+    layout: LayoutFamily,
     /// The node's last SCR (to re-ack repeats and to repeat entries on a re-advertisement).
     last_node_scr: Option<Scr>,
     pending_scr: Option<PendingScr>,
@@ -253,17 +257,13 @@ impl Session {
         options: MediaOptions,
         start: MediaStart,
         socket: UdpSocket,
-        status: watch::Sender<DeviceStatus>,
-        room: watch::Receiver<DeviceStatus>,
+        status: StatusSlice<MediaStatus>,
+        mut room: watch::Receiver<RoomControls>,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Self {
         let (muted, camera_off, layout) = {
-            let s = room.borrow();
-            (
-                s.audio.microphones_muted,
-                s.video.camera_off,
-                s.video.layout_family.clone(),
-            )
+            let c = room.borrow_and_update();
+            (c.microphones_muted, c.camera_off, c.layout)
         };
         let layers = start
             .plan
@@ -279,7 +279,7 @@ impl Session {
         let view = MediaView {
             call_id: start.call_id,
             node: start.node.to_string(),
-            layout: layout.clone(),
+            layout,
             ..MediaView::default()
         };
         Self {
@@ -697,7 +697,7 @@ impl Session {
 
     /// Sends the SCR for the room's layout; it supersedes one still waiting for its ack.
     async fn request_layout(&mut self) {
-        let mut requests = layout::receive_requests(&self.layout);
+        let mut requests = layout::receive_requests(self.layout);
         for (request, ssrc) in requests.iter_mut().zip(&self.start.plan.receive_ssrcs) {
             request.srcid = *ssrc;
         }
@@ -764,12 +764,8 @@ impl Session {
 
     async fn room_changed(&mut self, pipeline: &SendPipeline) {
         let (muted, camera_off, layout) = {
-            let s = self.room.borrow_and_update();
-            (
-                s.audio.microphones_muted,
-                s.video.camera_off,
-                s.video.layout_family.clone(),
-            )
+            let c = self.room.borrow_and_update();
+            (c.microphones_muted, c.camera_off, c.layout)
         };
         if muted != self.muted {
             self.muted = muted;
@@ -789,13 +785,13 @@ impl Session {
         }
         if layout != self.layout {
             self.layout = layout;
-            self.view.layout = self.layout.clone();
+            self.view.layout = self.layout;
             self.request_layout().await;
             self.publish(true);
         }
     }
 
-    /// Writes this session into `DeviceStatus.media` (or clears it when `active` is false).
+    /// Writes this session into the media status (or clears it when `active` is false).
     fn publish(&mut self, active: bool) {
         let view = active.then(|| {
             let mut view = self.view.clone();
@@ -808,9 +804,9 @@ impl Session {
                     ssrc: l.ssrc,
                     csi: self.start.plan.video_csi,
                     state: match (&l.config, self.camera_off) {
-                        (None, _) => "Off",
-                        (Some(_), true) => "Avatar",
-                        (Some(_), false) => "Live",
+                        (None, _) => LayerState::Off,
+                        (Some(_), true) => LayerState::Avatar,
+                        (Some(_), false) => LayerState::Live,
                     },
                     width: l.config.map_or(0, |c| c.width),
                     height: l.config.map_or(0, |c| c.height),
@@ -822,7 +818,11 @@ impl Session {
             view.audio = MediaAudioView {
                 ssrc: self.start.plan.audio_ssrc,
                 csi: self.start.plan.audio_csi,
-                state: if self.muted { "Muted" } else { "Live" },
+                state: if self.muted {
+                    AudioSendState::Muted
+                } else {
+                    AudioSendState::Live
+                },
                 packets: u64::from(self.audio.packets),
             };
             let mut receive: Vec<MediaReceiveView> = self
@@ -840,11 +840,11 @@ impl Session {
             view.scr_pending = self.pending_scr.is_some();
             view
         });
-        self.status.send_if_modified(|s| {
-            if s.media.session == view {
+        self.status.modify(|s| {
+            if s.session == view {
                 return false;
             }
-            s.media.session = view;
+            s.session = view;
             true
         });
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::session::EventsSession;
 use super::slots::ConnectionSlot;
-use super::{MeetingServerError, MeetingServerStatus};
+use super::{ConnectionState, MeetingServerError, MeetingServerStatus};
 use crate::config::MeetingServerConfig;
 use crate::net::backoff::Backoff;
 use crate::net::http::{HttpClient, HttpError, Method, Request};
@@ -86,7 +86,7 @@ impl MeetingServerClient {
         let http = HttpClient::with_tls(tls.clone(), timeout)?;
         let (status, _) = watch::channel(MeetingServerStatus {
             base_url: base_url.clone(),
-            state: "Disconnected",
+            state: ConnectionState::Disconnected,
             ..Default::default()
         });
         Ok(Self {
@@ -128,7 +128,7 @@ impl MeetingServerClient {
                 delay.as_secs_f64()
             );
             self.status.send_modify(|s| {
-                s.state = "Disconnected";
+                s.state = ConnectionState::Disconnected;
                 s.detail = Some(reason);
                 s.reconnects += 1;
             });
@@ -138,7 +138,7 @@ impl MeetingServerClient {
             }
         }
         self.status.send_modify(|s| {
-            s.state = "Disconnected";
+            s.state = ConnectionState::Disconnected;
             s.detail = Some("stopped".into());
         });
     }
@@ -148,7 +148,7 @@ impl MeetingServerClient {
         session: &mut EventsSession,
         shutdown: &mut Shutdown,
     ) -> Result<Ended, MeetingServerError> {
-        self.status.send_modify(|s| s.state = "Connecting");
+        self.status.send_modify(|s| s.state = ConnectionState::Connecting);
         let _slot = ConnectionSlot::acquire(&self.authority)?;
         let token = self.auth_token().await?;
         let url = format!(
@@ -163,7 +163,7 @@ impl MeetingServerClient {
             self.base_url
         );
         self.status.send_modify(|s| {
-            s.state = "Connected";
+            s.state = ConnectionState::Connected;
             s.detail = None;
         });
         for frame in session.on_open() {

@@ -41,12 +41,33 @@ pub enum MeetingServerError {
     Url(String),
 }
 
+/// The Meeting Server events connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionState {
+    #[default]
+    Disconnected,
+    Connecting,
+    Connected,
+    /// The configuration cannot work (bad URL, credentials file); nothing is tried.
+    Misconfigured,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "Disconnected",
+            ConnectionState::Connecting => "Connecting",
+            ConnectionState::Connected => "Connected",
+            ConnectionState::Misconfigured => "Misconfigured",
+        }
+    }
+}
+
 /// What `roomd status` shows about the Meeting Server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MeetingServerStatus {
     pub base_url: String,
-    /// `Disconnected`, `Connecting`, `Connected`.
-    pub state: &'static str,
+    pub state: ConnectionState,
     pub detail: Option<String>,
     pub reconnects: u32,
     pub messages_received: u64,

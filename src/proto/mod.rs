@@ -15,6 +15,7 @@ pub mod rtp;
 pub mod stun;
 pub mod u2c;
 pub mod wdm;
+pub mod xtext;
 
 /// A cloud answer that is not what the protocol says it should be.
 #[derive(Debug, Clone, PartialEq, Eq, displaydoc::Display, thiserror::Error)]

@@ -23,14 +23,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::daemon::status::DeviceStatus;
 use crate::net::backoff::Backoff;
 use crate::shutdown::Shutdown;
+use crate::status_slice::StatusSlice;
 
 pub use discovery::{Cluster, ClusterDocument, DiscoverySource};
 pub use probe::{ProbeOptions, run_discovery};
 pub use report::{
-    Best, ClusterResult, ReachabilityReport, ReachabilityStatus, Transport, TransportResult,
+    Best, ClusterResult, ReachabilityReport, ReachabilityState, ReachabilityStatus, Transport,
+    TransportResult,
 };
 
 /// The latest reachability result, shared by the daemon (cheap to clone).
@@ -89,7 +90,7 @@ pub struct ReachabilityTask {
     pub interval: Option<Duration>,
     /// Delays after a failed discovery request.
     pub retry: Backoff,
-    pub status: watch::Sender<DeviceStatus>,
+    pub status: StatusSlice<ReachabilityStatus>,
 }
 
 impl ReachabilityTask {
@@ -128,9 +129,9 @@ impl ReachabilityTask {
 
     /// One run: the document, the probes, the logs, the status; returns when to run next.
     async fn run_once(&mut self, source: &DiscoverySource) -> Instant {
-        self.status.send_modify(|s| {
-            s.reachability.state = "Running";
-            s.reachability.detail = None;
+        self.status.update(|s| {
+            s.state = ReachabilityState::Running;
+            s.detail = None;
         });
         tracing::info!("Starting calliope discovery");
         let discovered = match source.fetch().await {
@@ -142,10 +143,10 @@ impl ReachabilityTask {
                     source.url(),
                     delay.as_secs_f64()
                 );
-                self.status.send_modify(|s| {
-                    s.reachability.state = "Failed";
-                    s.reachability.detail = Some(e.to_string());
-                    s.reachability.next_run_in = Some(delay);
+                self.status.update(|s| {
+                    s.state = ReachabilityState::Failed;
+                    s.detail = Some(e.to_string());
+                    s.next_run_in = Some(delay);
                 });
                 return Instant::now() + delay;
             }
@@ -172,9 +173,9 @@ impl ReachabilityTask {
             tracing::info!("{}", best.log_line());
         }
         let report = self.handle.publish(report);
-        self.status.send_modify(|s| {
-            s.reachability.apply(&report);
-            s.reachability.next_run_in = Some(delay);
+        self.status.update(|s| {
+            s.apply(&report);
+            s.next_run_in = Some(delay);
         });
         fetched + delay
     }

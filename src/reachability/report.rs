@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use crate::clock::iso8601;
 
 /// A STUN transport, in the order ties are broken (udp, tcp, xtls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -205,11 +204,11 @@ impl ReachabilityReport {
     }
 
     /// `Completed` when any node answered, else `Failed`.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> ReachabilityState {
         if self.clusters_reached() > 0 {
-            "Completed"
+            ReachabilityState::Completed
         } else {
-            "Failed"
+            ReachabilityState::Failed
         }
     }
 
@@ -258,13 +257,38 @@ impl ReachabilityReport {
     }
 }
 
-/// Media reachability as `roomd status` shows it (`Experimental CalliopeDiscovery`); the
-/// xAPI's Status document can render the same struct with [`ReachabilityStatus::xstatus`].
+/// Where media reachability is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReachabilityState {
+    /// Off in the configuration.
+    Disabled,
+    /// No calliope link yet.
+    #[default]
+    NotStarted,
+    Running,
+    /// At least one cluster answered.
+    Completed,
+    /// No answer, or the discovery request failed.
+    Failed,
+}
+
+impl ReachabilityState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReachabilityState::Disabled => "Disabled",
+            ReachabilityState::NotStarted => "NotStarted",
+            ReachabilityState::Running => "Running",
+            ReachabilityState::Completed => "Completed",
+            ReachabilityState::Failed => "Failed",
+        }
+    }
+}
+
+/// Media reachability's slice of the device status (`Experimental CalliopeDiscovery`; the
+/// xStatus subtree is built in `api::xstatus`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReachabilityStatus {
-    /// `Disabled` (configuration), `NotStarted` (no calliope link yet), `Running`,
-    /// `Completed` (at least one answer), `Failed` (no answer, or the discovery request failed).
-    pub state: &'static str,
+    pub state: ReachabilityState,
     /// Why the last run failed, when it did before probing.
     pub detail: Option<String>,
     /// How long the last complete run's probes took (`DiscoveryTimeInSec`).
@@ -294,7 +318,7 @@ pub struct ReachabilityStatus {
 impl Default for ReachabilityStatus {
     fn default() -> Self {
         Self {
-            state: "NotStarted",
+            state: ReachabilityState::NotStarted,
             detail: None,
             discovery_time: None,
             best: Vec::new(),
@@ -334,65 +358,6 @@ impl ReachabilityStatus {
         self.peak_in_flight = report.peak_in_flight;
         self.last_completed = Some(report.started_at + report.duration);
         self.runs += 1;
-    }
-
-    /// The `Experimental CalliopeDiscovery` subtree: seed 000's `Best N …`,
-    /// `DiscoveryTimeInSec` and `Status` first, then roomd's own counters.
-    pub fn xstatus(&self) -> Value {
-        let mut tree = Map::new();
-        if !self.best.is_empty() {
-            tree.insert(
-                "Best".into(),
-                Value::Array(
-                    self.best
-                        .iter()
-                        .map(|b| {
-                            json!({
-                                "id": b.transport.best_index(),
-                                "Cluster": b.cluster,
-                                "Ip": b.node.to_string(),
-                                "RTT": b.rtt_ms(),
-                                "Transport": b.transport.as_str(),
-                            })
-                        })
-                        .collect(),
-                ),
-            );
-        }
-        if let Some(took) = self.discovery_time {
-            tree.insert("DiscoveryTimeInSec".into(), json!(took.as_secs()));
-        }
-        tree.insert("Status".into(), json!(self.state));
-        if let Some(detail) = &self.detail {
-            tree.insert("Detail".into(), json!(detail));
-        }
-        tree.insert(
-            "Clusters".into(),
-            json!({
-                "Discovered": self.clusters_discovered,
-                "Reached": self.clusters_reached,
-                "ReachedUdp": self.reached_udp,
-                "ReachedTcp": self.reached_tcp,
-                "ReachedXtls": self.reached_xtls,
-            }),
-        );
-        tree.insert(
-            "Probes".into(),
-            json!({
-                "Sent": self.probes,
-                "Requests": self.requests_sent,
-                "IgnoredResponses": self.ignored_responses,
-                "PeakInFlight": self.peak_in_flight,
-            }),
-        );
-        tree.insert("Runs".into(), json!(self.runs));
-        if let Some(at) = self.last_completed {
-            tree.insert("LastCompleted".into(), json!(iso8601(at)));
-        }
-        if let Some(next) = self.next_run_in {
-            tree.insert("NextRunIn".into(), json!(next.as_secs()));
-        }
-        Value::Object(tree)
     }
 }
 
@@ -444,7 +409,7 @@ mod tests {
             report.summary_line(),
             "CalliopeDiscovery completed with response from 4 out of 5 servers. 1 udp, 2 tcp, 1 xTls"
         );
-        assert_eq!(report.status(), "Completed");
+        assert_eq!(report.status(), ReachabilityState::Completed);
         assert_eq!(report.probes(), 10);
     }
 
@@ -474,32 +439,10 @@ mod tests {
     }
 
     #[test]
-    fn status_renders_like_seed_000() {
-        let mut status = ReachabilityStatus::default();
-        status.apply(&report());
-        let text = crate::api::xstatus::render(
-            &json!({"Experimental": {"CalliopeDiscovery": status.xstatus()}}),
-        );
-        assert!(text.starts_with(
-            "*s Experimental CalliopeDiscovery Best 1 Cluster: \"b.b.*\"\n\
-             *s Experimental CalliopeDiscovery Best 1 Ip: \"192.0.2.2:5004\"\n\
-             *s Experimental CalliopeDiscovery Best 1 RTT: 25\n\
-             *s Experimental CalliopeDiscovery Best 1 Transport: \"udp\"\n\
-             *s Experimental CalliopeDiscovery Best 2 Cluster: \"c.c.*\"\n"
-        ));
-        assert!(text.contains(
-            "*s Experimental CalliopeDiscovery Best 3 Transport: \"xtls\"\n\
-             *s Experimental CalliopeDiscovery DiscoveryTimeInSec: 1\n\
-             *s Experimental CalliopeDiscovery Status: \"Completed\"\n"
-        ));
-        assert!(text.contains("*s Experimental CalliopeDiscovery Probes IgnoredResponses: 0\n"));
-    }
-
-    #[test]
     fn nothing_reached_is_failed() {
         let mut report = report();
         report.clusters.retain(|c| c.name == "silent.*");
-        assert_eq!(report.status(), "Failed");
+        assert_eq!(report.status(), ReachabilityState::Failed);
         assert!(report.best_overall().is_none());
         assert_eq!(
             report.summary_line(),

@@ -7,8 +7,8 @@ use super::auth::Role;
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
 use crate::bookings::view;
-use crate::daemon::room::{DEFAULT_VOLUME_STEPS, DialRequest, Room};
-use crate::daemon::session::SessionHandle;
+use crate::room::{DEFAULT_VOLUME_STEPS, DialRequest, Room};
+use crate::session::SessionHandle;
 use crate::proto::jsonrpc::{COMMAND_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, PERMISSION_DENIED};
 
 /// What a command needs from the daemon.

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::bookings::obtp::ObtpEvent;
 use crate::calls::CallEvent;
-use crate::daemon::status::{ActivationState, CallView, DeviceStatus, SystemState, on_off};
+use crate::api::xstatus;
+use crate::calls::{CallKind, CallState, CallView};
+use crate::status::{ActivationState, DeviceStatus, SystemState};
 use crate::store::{StateDir, StoreError};
 
 /// The Status document, without `SystemUnit Uptime` (it changes every second; [`with_uptime`]
@@ -18,9 +20,7 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
         ActivationState::NotActivated => "NotActivated",
         ActivationState::Activating => "Activating",
         ActivationState::NeedsActivation { .. } => "Error",
-        ActivationState::Activated { .. } if status.registration.state == "Registered" => {
-            "Registered"
-        }
+        ActivationState::Activated { .. } if status.is_registered() => "Registered",
         ActivationState::Activated { .. } => "Registering",
     };
     let joinable: Vec<Value> = status
@@ -36,17 +36,13 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
         })
         .collect();
     json!({
-        "Audio": {
-            "Volume": status.audio.volume,
-            "VolumeMute": on_off(status.audio.volume_muted),
-            "Microphones": { "Mute": on_off(status.audio.microphones_muted) },
-        },
+        "Audio": xstatus::audio(&status.controls),
         "Bookings": {
             "Current": { "Id": status.bookings.current_id.clone().unwrap_or_default() },
             "Joinable": joinable,
         },
         "Call": status.calls.active.iter().map(call_status).collect::<Vec<_>>(),
-        "Experimental": { "CalliopeDiscovery": status.reachability.xstatus() },
+        "Experimental": { "CalliopeDiscovery": xstatus::calliope_discovery(&status.reachability) },
         "Network": network,
         "SystemUnit": {
             "ProductId": "roomd",
@@ -57,17 +53,14 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
                     SystemState::Running => "Initialized",
                     SystemState::Stopping => "ShuttingDown",
                 },
-                "NumberOfActiveCalls": status.calls.active.iter().filter(|c| c.status != "Ringing").count(),
+                "NumberOfActiveCalls": status.calls.active.iter().filter(|c| c.status != CallState::Ringing).count(),
             },
             "Hardware": { "Board": status.board },
         },
-        "Video": {
-            "Input": { "MainVideoMute": on_off(status.video.camera_off) },
-            "Layout": { "LayoutFamily": { "Local": status.video.layout_family } },
-        },
+        "Video": xstatus::video(&status.controls),
         "Webex": {
             "Status": webex_status,
-            "Registration": { "State": status.registration.state },
+            "Registration": { "State": status.registration.state.as_str() },
             "WebSocket": status.websocket.state.as_str(),
         },
     })
@@ -77,16 +70,16 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
 fn call_status(call: &CallView) -> Value {
     json!({
         "id": call.id,
-        "Status": call.status,
-        "Direction": call.direction,
+        "Status": call.status.as_str(),
+        "Direction": call.direction.as_str(),
         "RemoteNumber": call.remote_number,
         "CallbackNumber": call.remote_number,
         "DisplayName": call.display_name,
         "CallType": "Video",
         "Protocol": "Spark",
         "AnswerState": if call.connected_at.is_some() { "Answered" } else { "Unanswered" },
-        "PlacedOnHold": if call.status == "OnHold" { "True" } else { "False" },
-        "DeviceType": if call.kind == "Meeting" { "MCU" } else { "Endpoint" },
+        "PlacedOnHold": if call.status == CallState::OnHold { "True" } else { "False" },
+        "DeviceType": if call.kind == CallKind::Meeting { "MCU" } else { "Endpoint" },
     })
 }
 
@@ -202,7 +195,7 @@ impl Default for Configuration {
     fn default() -> Self {
         Self {
             system_name: String::new(),
-            default_volume: crate::daemon::status::DEFAULT_VOLUME,
+            default_volume: crate::media::controls::DEFAULT_VOLUME,
         }
     }
 }
@@ -306,7 +299,7 @@ mod tests {
         let mut status = DeviceStatus::new("sim", "https://gds.test");
         status.bookings.joinable = vec!["webex-3".into()];
         status.bookings.current_id = Some("webex-3".into());
-        status.audio.microphones_muted = true;
+        status.controls.microphones_muted = true;
         let doc = status_document(&status, &json!([]));
         assert_eq!(doc["Audio"]["Microphones"]["Mute"], "On");
         assert_eq!(

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::XapiConfig;
-use crate::daemon::status::DeviceStatus;
+use crate::status::DeviceStatus;
 use crate::platform::logging::message_id;
 use crate::shutdown::Shutdown;
 use crate::store::StateDir;

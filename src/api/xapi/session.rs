@@ -23,7 +23,7 @@ use super::auth::Role;
 use super::commands::{self, Args, CommandError};
 use super::document::{self, SetError};
 use super::tree::{self, XPath};
-use crate::daemon::status::DeviceStatus;
+use crate::status::DeviceStatus;
 use crate::proto::jsonrpc::{
     self, COMMAND_ERROR, INTERNAL_ERROR, INVALID_PARAMS, Method, PERMISSION_DENIED, Request, Root,
 };

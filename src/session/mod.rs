@@ -26,7 +26,7 @@ use crate::cloud::mercury::{MercuryConfig, MercuryStatus, Supervisor};
 use crate::cloud::registration::{self, HostSelector, Refreshed, Registered};
 use crate::cloud::tokens::TokenManager;
 use crate::config::Config;
-use crate::daemon::status::{ActivationState, CloudState, DeviceStatus};
+use crate::status::{ActivationState, CloudState, DeviceStatus, RegistrationState, slices};
 use crate::events::{EventBus, Namespace};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpClient;
@@ -34,7 +34,9 @@ use crate::net::tls::TrustStore;
 use crate::platform::logging::{Subsystem, message_id};
 use crate::proto::activation::DeviceInfo;
 use crate::proto::wdm::{Capabilities, RegisterRequest};
-use crate::reachability::{DiscoverySource, ProbeOptions, Reachability, ReachabilityTask};
+use crate::reachability::{
+    DiscoverySource, ProbeOptions, Reachability, ReachabilityState, ReachabilityTask,
+};
 use crate::shutdown::{Shutdown, Tasks};
 use crate::store::StateDir;
 use crate::store::credentials::{Credentials, StoredRegistration};
@@ -144,7 +146,7 @@ impl SessionContext {
         self.status.send_modify(|s| s.activation = state);
     }
 
-    fn set_registration(&self, state: &'static str, detail: Option<String>) {
+    fn set_registration(&self, state: RegistrationState, detail: Option<String>) {
         self.status.send_modify(|s| {
             s.registration.state = state;
             s.registration.detail = detail;
@@ -481,7 +483,7 @@ async fn activated(
                             "registration failed: {reason}; retrying in {:.1} s",
                             delay.as_secs_f64()
                         );
-                        ctx.set_registration("Registering", Some(reason));
+                        ctx.set_registration(RegistrationState::Registering, Some(reason));
                         next_registration = tokio::time::Instant::now() + delay;
                     }
                 }
@@ -595,7 +597,7 @@ fn start_calendar_sync(
         client,
         bus: ctx.bus.clone(),
         events: ctx.bus.subscribe(Namespace::Calendar, 256),
-        status: ctx.status.clone(),
+        status: slices::bookings(&ctx.status),
         timers: SyncTimers {
             catch_up_every: Duration::from_secs(ctx.config.calendar.catch_up_interval_secs.max(1)),
             retry_initial: Duration::from_millis(ctx.config.cloud.retry_initial_ms.max(1)),
@@ -637,7 +639,7 @@ fn start_reachability(
     let config = &ctx.config.reachability;
     if !config.enabled {
         ctx.status
-            .send_modify(|s| s.reachability.state = "Disabled");
+            .send_modify(|s| s.reachability.state = ReachabilityState::Disabled);
         return;
     }
     let task = ReachabilityTask {
@@ -646,7 +648,7 @@ fn start_reachability(
         options: ProbeOptions::from_config(config),
         interval: config.interval_secs.map(|s| Duration::from_secs(s.max(1))),
         retry: ctx.backoff(),
-        status: ctx.status.clone(),
+        status: slices::reachability(&ctx.status),
     };
     tasks.spawn(Subsystem::Media.span(), |shutdown| task.run(shutdown));
 }
@@ -722,7 +724,7 @@ async fn registration_step(
             }
         }
     }
-    ctx.set_registration("Registering", None);
+    ctx.set_registration(RegistrationState::Registering, None);
     let u2c = credentials
         .service_urls
         .get("u2c")
@@ -762,7 +764,7 @@ async fn store_registration(
         .map(|(group, key, value)| (group.to_string(), key.to_string(), value.to_json()))
         .collect();
     ctx.status.send_modify(|s| {
-        s.registration.state = "Registered";
+        s.registration.state = RegistrationState::Registered;
         s.registration.detail = None;
         s.registration.device_url = Some(registered.registration.url.clone());
         s.registration.features = features;
@@ -777,7 +779,7 @@ fn needs_activation(ctx: &SessionContext, reason: &str) -> Next {
     ctx.set_activation(ActivationState::NeedsActivation {
         reason: reason.to_string(),
     });
-    ctx.set_registration("Disconnected", None);
+    ctx.set_registration(RegistrationState::Disconnected, None);
     Next::NeedsActivation
 }
 
@@ -815,7 +817,7 @@ async fn factory_reset(
     ctx.set_activation(ActivationState::NotActivated);
     ctx.status
         .send_modify(|s| s.registration = Default::default());
-    ctx.set_registration("Disconnected", None);
+    ctx.set_registration(RegistrationState::Disconnected, None);
     tracing::warn!(
         message_id = message_id::FACTORY_RESET,
         "factory reset: credentials and state wiped ({removed} file(s))"

@@ -1,7 +1,7 @@
 //! Locus sequence comparison (wire profile §5): which of two working copies is newer, and what
 //! to do with an incoming DTO. Pure functions; the conformance vectors of the Webex JS SDK
-//! (`tests/locus_conformance.rs`) pin every rule. Depends on nothing else in the crate, so
-//! [`crate::proto::locus`] re-uses [`Sequence`] without a cycle.
+//! (`tests/locus_conformance.rs`) pin every rule. The DTOs of [`crate::proto::locus`] carry
+//! [`Sequence`]; `locus::tracker` applies the rules to a working copy.
 
 use serde::{Deserialize, Serialize};
 

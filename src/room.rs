@@ -8,18 +8,19 @@ use tokio::sync::watch;
 
 use crate::bookings::model::Booking;
 use crate::bookings::store::BookingsStore;
-use crate::calls::{CallError, Calls, DialOutcome};
-use crate::daemon::status::{DeviceStatus, DialRecord};
+use crate::calls::{CallError, CallState, Calls, DialOutcome, DialRecord};
+use crate::media::{LayoutFamily, RoomControls};
 use crate::platform::logging::message_id;
-
-/// RoomOS's layout families.
-pub const LAYOUT_FAMILIES: [&str; 5] = ["auto", "equal", "prominent", "overlay", "single"];
+use crate::status::DeviceStatus;
 
 /// Volume steps of `Audio Volume Increase/Decrease` without `Steps`.
 pub const DEFAULT_VOLUME_STEPS: u8 = 5;
 
 #[derive(Debug, Clone)]
 pub struct Room {
+    /// The room's controls, for media and call control to follow.
+    controls: watch::Sender<RoomControls>,
+    /// The device status: the controls are mirrored there (`Audio`, `Video`), dials recorded.
     status: watch::Sender<DeviceStatus>,
     bookings: BookingsStore,
     calls: Calls,
@@ -52,12 +53,21 @@ pub enum RoomError {
 }
 
 impl Room {
-    pub fn new(status: watch::Sender<DeviceStatus>, bookings: BookingsStore, calls: Calls) -> Self {
-        Self {
+    /// `controls` starts as the status's controls say (the configured default volume).
+    pub fn new(
+        controls: watch::Sender<RoomControls>,
+        status: watch::Sender<DeviceStatus>,
+        bookings: BookingsStore,
+        calls: Calls,
+    ) -> Self {
+        let room = Self {
+            controls,
             status,
             bookings,
             calls,
-        }
+        };
+        room.mirror();
+        room
     }
 
     /// Call control: accept, reject, disconnect, hold, resume, DTMF, call events.
@@ -69,39 +79,55 @@ impl Room {
         self.status.subscribe()
     }
 
-    /// Sets one field of the status; watchers (xAPI feedback, LEDs) wake only when it changed.
-    fn set<T: PartialEq>(&self, field: impl FnOnce(&mut DeviceStatus) -> &mut T, value: T) -> bool {
+    /// The room's controls as media and call control see them.
+    pub fn controls(&self) -> watch::Receiver<RoomControls> {
+        self.controls.subscribe()
+    }
+
+    /// Changes the controls; watchers (media, xAPI feedback, LEDs) wake only when they changed.
+    fn change(&self, change: impl FnOnce(&mut RoomControls)) -> bool {
+        let changed = self.controls.send_if_modified(|c| {
+            let before = c.clone();
+            change(c);
+            *c != before
+        });
+        if changed {
+            self.mirror();
+        }
+        changed
+    }
+
+    /// Copies the controls into the device status.
+    fn mirror(&self) {
+        let now = self.controls.borrow().clone();
         self.status.send_if_modified(|s| {
-            let slot = field(s);
-            let changed = *slot != value;
-            *slot = value;
+            let changed = s.controls != now || s.hardware.privacy_switch_closed != now.camera_off;
+            s.hardware.privacy_switch_closed = now.camera_off;
+            s.controls = now;
             changed
-        })
+        });
     }
 
     pub fn set_volume(&self, level: u8) {
-        self.set(|s| &mut s.audio.volume, level.min(100));
+        self.change(|c| c.volume = level.min(100));
     }
 
     /// Moves the volume by `steps` (negative: down), clamped to 0..=100; returns the new level.
     pub fn step_volume(&self, steps: i16) -> u8 {
         let mut now = 0;
-        self.status.send_if_modified(|s| {
-            let level = (i16::from(s.audio.volume) + steps).clamp(0, 100) as u8;
-            now = level;
-            let changed = s.audio.volume != level;
-            s.audio.volume = level;
-            changed
+        self.change(|c| {
+            now = (i16::from(c.volume) + steps).clamp(0, 100) as u8;
+            c.volume = now;
         });
         now
     }
 
     pub fn set_speaker_muted(&self, muted: bool) {
-        self.set(|s| &mut s.audio.volume_muted, muted);
+        self.change(|c| c.speaker_muted = muted);
     }
 
     pub fn set_microphones_muted(&self, muted: bool) {
-        if self.set(|s| &mut s.audio.microphones_muted, muted) {
+        if self.change(|c| c.microphones_muted = muted) {
             tracing::info!(
                 muted,
                 "microphones {}",
@@ -112,29 +138,21 @@ impl Room {
 
     /// Flips microphone mute; returns the new state.
     pub fn toggle_microphones(&self) -> bool {
-        let muted = !self.status.borrow().audio.microphones_muted;
+        let muted = !self.controls.borrow().microphones_muted;
         self.set_microphones_muted(muted);
         muted
     }
 
     pub fn set_layout_family(&self, family: &str) -> Result<(), RoomError> {
-        let family = LAYOUT_FAMILIES
-            .iter()
-            .find(|f| f.eq_ignore_ascii_case(family))
-            .ok_or_else(|| RoomError::BadLayout(family.to_owned()))?;
-        self.set(|s| &mut s.video.layout_family, (*family).to_owned());
+        let family =
+            LayoutFamily::parse(family).ok_or_else(|| RoomError::BadLayout(family.to_owned()))?;
+        self.change(|c| c.layout = family);
         Ok(())
     }
 
     /// The privacy switch: closed turns the camera off.
     pub fn set_camera_off(&self, off: bool) {
-        let changed = self.status.send_if_modified(|s| {
-            let changed = s.video.camera_off != off;
-            s.video.camera_off = off;
-            s.hardware.privacy_switch_closed = off;
-            changed
-        });
-        if changed {
+        if self.change(|c| c.camera_off = off) {
             tracing::info!(
                 message_id = message_id::PRIVACY_SWITCH,
                 camera_off = off,
@@ -191,7 +209,7 @@ impl Room {
             .calls
             .active
             .iter()
-            .find(|c| c.status == "Ringing")
+            .find(|c| c.status == CallState::Ringing)
             .map(|c| c.id);
         if let Some(id) = ringing {
             tracing::info!("{source}: answering the ringing call {id}");

@@ -9,7 +9,9 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-pub use crate::locus::sequence::Sequence;
+pub mod sequence;
+
+pub use sequence::Sequence;
 
 /// A locus DTO or event that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, displaydoc::Display, thiserror::Error)]
