@@ -5,7 +5,7 @@
 //! registration, event socket, calendar, Meeting Server) with a logged error, while the daemon
 //! keeps running. The untrusted server (`support::untrusted_tls`) proves no request crossed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

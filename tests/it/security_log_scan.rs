@@ -2,7 +2,7 @@
 //! through the same paths the run's logs take, and (ignored in the normal pass, run by
 //! `scripts/test.sh security`) the scan of the whole native test run.
 
-mod support;
+use crate::support;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -130,19 +130,14 @@ fn a_clean_directory_scans_clean_and_counts_what_it_read() {
 fn assert_the_run_was_seen(report: &ScanReport) {
     let expectations = [
         (
-            "in-process logs of roomd's test binaries",
-            report.files_starting_with("in-process-session-"),
+            "in-process log of roomd's test binary tests/it",
+            report.files_starting_with("in-process-it-"),
             1,
         ),
         (
-            "in-process logs of roomd's test binaries",
-            report.files_starting_with("in-process-xapi-"),
+            "in-process log of roomd's test binary tests/media_teardown.rs",
+            report.files_starting_with("in-process-media_teardown-"),
             1,
-        ),
-        (
-            "in-process logs of roomd's test binaries",
-            report.files_starting_with("in-process-"),
-            15,
         ),
         (
             "the simulator's own tests' logs",
@@ -150,8 +145,8 @@ fn assert_the_run_was_seen(report: &ScanReport) {
             1,
         ),
         (
-            "stderr of spawned roomd binaries",
-            report.files_starting_with("spawned-roomd-cli-"),
+            "stderr of spawned roomd binaries (tests/it/cli.rs and others)",
+            report.files_starting_with("spawned-roomd-it-"),
             10,
         ),
         (

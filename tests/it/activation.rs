@@ -1,7 +1,7 @@
 //! Activation and registration end to end against the simulator: SRP over real TLS,
 //! service data verified before decryption, trustList installed, U2C + WDM, tokens.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 

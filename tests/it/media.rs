@@ -2,7 +2,7 @@
 //! real GStreamer pipelines on both sides, real UDP on loopback. The node decodes what roomd
 //! sends, so resolutions are measured, not assumed.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

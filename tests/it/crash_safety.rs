@@ -6,7 +6,7 @@
 //! the directory: it rewrites its file in a loop, each version numbered (credentials in `org_id`,
 //! the bookings cache in `next_meeting`).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -158,7 +158,7 @@ fn kill_9_during_credential_writes_leaves_old_or_new() {
     }
     let newest = kill_at_random_moments(
         40,
-        "crash_writer_child",
+        "crash_safety::crash_writer_child",
         WRITER_ENV,
         CREDENTIALS_FILE,
         Duration::from_millis(20),
@@ -187,7 +187,7 @@ fn kill_9_at_200_points_during_bookings_cache_writes_leaves_old_or_new() {
     }
     let newest = kill_at_random_moments(
         200,
-        "crash_bookings_writer_child",
+        "crash_safety::crash_bookings_writer_child",
         BOOKINGS_WRITER_ENV,
         CACHE_FILE,
         Duration::from_millis(10),

@@ -1,7 +1,7 @@
 //! TLS to the simulator: verified against the trust store, and a clear error when the
 //! server's certificate does not chain to a trusted CA.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

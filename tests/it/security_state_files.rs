@@ -5,7 +5,7 @@
 //! runtime directory holds only the control socket (0660, for group roomd); and roomd writes
 //! nothing into its configuration directory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};

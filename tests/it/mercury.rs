@@ -2,7 +2,7 @@
 //! mercury server over real TLS on loopback. Timers are shortened in configuration (ping 1 s,
 //! pong timeout 1 s, backoff 100 ms → 1 s); every wait is bounded and awaits an event.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! through a fake NOTIFY_SOCKET, `roomd status` over the control socket, clean shutdown,
 //! and the GDS health gate's retries.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ async fn starts_reports_to_systemd_answers_status_and_stops_cleanly() {
 
     // Every event roomd emitted carries exactly one subsystem (ROOMD_EVENT in journald).
     for event in logs
-        .events()
+        .events_of_this_test()
         .iter()
         .filter(|e| e.target == "roomd" || e.target.starts_with("roomd::"))
     {

@@ -2,7 +2,7 @@
 //! stream: every error code, auth before the upgrade, feedback shape (list ids, ghosts),
 //! one frame per write, the Subscribe reply before its feedback, code-less close → 1000.
 
-mod support;
+use crate::support;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -104,7 +104,7 @@ async fn credentials_are_checked_before_the_upgrade_and_failures_rate_limited() 
         "after 5 failures the address is refused without a check"
     );
     assert!(LogCapture::global().contains("xAPI login refused for user \"admin\""));
-    assert!(!LogCapture::global().contains("wrong"));
+    assert!(!LogCapture::global().this_test_contains("wrong"));
 }
 
 #[tokio::test]

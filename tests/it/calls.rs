@@ -1,7 +1,7 @@
 //! Call control end to end: an in-process roomd registered with the simulator places and
 //! receives calls through the sim's Locus over real TLS and the real event socket.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

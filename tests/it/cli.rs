@@ -2,7 +2,7 @@
 //! `status`, `logs`, `set-log-level` against a running daemon, `run` under a fake systemd,
 //! SIGTERM, and exit codes for configuration errors.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::process::{Command, Output};

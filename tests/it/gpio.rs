@@ -3,7 +3,7 @@
 //! the xAPI reports it as feedback, the privacy switch turns the camera off, and the LEDs
 //! follow (status, mute, meeting available).
 
-mod support;
+use crate::support;
 
 use futures_util::SinkExt;
 use roomd::api::xapi::auth::set_password;

@@ -3,7 +3,7 @@
 //! transport is the simulator's ground truth, nodes that answer with garbage or another
 //! transaction id are not trusted, and a call's join body carries the summary.
 
-mod support;
+use crate::support;
 
 use roomd::daemon::room::DialRequest;
 use roomd::reachability::Transport;

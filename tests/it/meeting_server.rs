@@ -2,7 +2,7 @@
 //! section against roomd-sim's simulated Meeting Server (own CA, real TLS, real WebSocket).
 //! The frames both sides exchanged are read back from the simulator in order.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

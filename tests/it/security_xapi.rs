@@ -4,7 +4,7 @@
 //! client's address out for a while: other addresses are unaffected, nothing logs a
 //! password, and the right password works again once the lockout has passed.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

@@ -3,7 +3,7 @@
 //! U2C host failover, WDM 404 → register again, lock-down across restarts, the code file,
 //! and no secret in any log line.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -259,9 +259,9 @@ async fn lock_down_survives_restart_and_the_code_file_is_consumed() {
     assert!(logs.contains("differs from the one locked at activation"));
     daemon.run_until(async {}).await.unwrap();
 
-    // No token and no activation code in any log line of this binary's tests.
+    // No token and no activation code in any log line of this test.
     let (access, refresh) = sim.tokens();
-    let events = logs.events();
+    let events = logs.events_of_this_test();
     // Each roomd event has one subsystem (ROOMD_EVENT); registration has its own.
     for event in events
         .iter()

@@ -5,7 +5,7 @@
 //!
 //! `make test` installs Node, Chromium and `tests/node/node_modules` (`scripts/deps.sh npm`).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! roomd-sim's calendar and KMS (encrypted DTOs, paging, minimal events, faults) with events
 //! over the real event socket. Retries are shortened in configuration (100 ms → 1 s).
 
-mod support;
+use crate::support;
 
 use roomd::bookings::cache::{CACHE_FILE, TEXT_FILE};
 use roomd::cloud::mercury::WsState;

@@ -3,8 +3,7 @@
 //! retransmission, and the join body. Every wait is bounded by an outer timeout; nothing
 //! sleeps to wait for results and no assertion depends on how fast the machine is.
 
-#[path = "support/stun_responder.rs"]
-mod responder;
+use crate::support::stun_responder as responder;
 
 use std::time::Duration;
 
