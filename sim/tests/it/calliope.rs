@@ -4,16 +4,16 @@
 //! the ground truth and the misbehave modes. STUN is encoded here by hand, independently of the
 //! simulator. Every wait is bounded.
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomd_sim::{Device, Scenario, SimHandle, SimOptions, start};
+use roomd_sim::{Device, Scenario, SimHandle};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use support::{Result, activate, client_trusting, tls_config};
+use support::{Result, SimFixture, tls_config};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
@@ -37,13 +37,9 @@ async fn fixture() -> Result<Fixture> {
         devices: vec![Device::new(CODE)],
         ..Scenario::default()
     };
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem(), WAIT)?;
-    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
-    let token = activate(&sim, &main, CODE).await?;
+    let kit = SimFixture::start(scenario, WAIT).await?;
+    let token = kit.activate(CODE).await?;
+    let SimFixture { sim, http, dir, .. } = kit;
     Ok(Fixture {
         sim,
         http,

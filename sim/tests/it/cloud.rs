@@ -1,16 +1,16 @@
 //! End-to-end tests of activation, identity, bearer auth, U2C, WDM and the proxy/alt listeners, over
 //! real TLS, with a small SRP client of our own built on `roomd_sim::srp`.
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::time::Duration;
 
 use num_bigint::BigUint;
 use roomd_sim::srp::{self, Envelope, Group, SessionKeys};
-use roomd_sim::{Device, DeviceFault, Fault, Scenario, SimHandle, SimInfo, SimOptions, start};
+use roomd_sim::{Device, DeviceFault, Fault, Scenario, SimHandle, SimInfo};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::{Result, client_trusting, tls_config};
+use support::{Result, SimFixture, tls_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 const CODE: &str = "4353450012345678";
@@ -35,12 +35,12 @@ fn scenario_with(devices: Vec<Device>) -> Scenario {
 }
 
 async fn fixture_with(scenario: Scenario) -> Result<Fixture> {
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem(), WAIT)?;
-    let proxy = client_trusting(sim.proxy_ca_pem(), WAIT)?;
+    let SimFixture {
+        sim,
+        main,
+        http: proxy,
+        dir,
+    } = SimFixture::start(scenario, WAIT).await?;
     Ok(Fixture {
         sim,
         main,

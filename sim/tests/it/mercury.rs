@@ -4,18 +4,16 @@
 //! Every wait is bounded and event-driven (the handle's `wait_*` or the next frame on the socket);
 //! the few fixed sleeps assert that something does NOT happen and say why.
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use roomd_sim::{
-    ClosedBy, ConnectionInfo, ConnectionState, Device, Scenario, SimHandle, SimOptions, start,
-};
+use roomd_sim::{ClosedBy, ConnectionInfo, ConnectionState, Device, Scenario, SimHandle};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use support::{Result, activate, client_trusting, register_device, tls_config};
+use support::{Registered, Result, SimFixture, tls_config};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -48,16 +46,14 @@ async fn fixture() -> Result<Fixture> {
 /// registers it with WDM.
 async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
     scenario.devices = vec![Device::new(CODE)];
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem(), WAIT)?;
-    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
-    let token = activate(&sim, &main, CODE).await?;
-    let dev = register_device(&sim, &http, &token).await?;
-    let device_url = dev["url"].as_str().ok_or("no url")?.to_owned();
-    let device = device_url.rsplit('/').next().ok_or("no id")?.to_owned();
+    let kit = SimFixture::start(scenario, WAIT).await?;
+    let Registered {
+        token,
+        wdm: dev,
+        device_url,
+        device,
+    } = kit.register(CODE).await?;
+    let SimFixture { sim, http, dir, .. } = kit;
     assert_eq!(
         dev["webSocketUrl"],
         format!(

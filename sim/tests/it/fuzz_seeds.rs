@@ -6,7 +6,7 @@
 //! the simulator sends back (HTTP bodies, event frames, STUN answers, its CA files) under the
 //! fuzz target that parses them on the device.
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

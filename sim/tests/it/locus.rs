@@ -3,18 +3,16 @@
 //! incoming calls, decline, hold, DTMF, leave, the delta fault modes, sync, move and bad input.
 //! Every wait is bounded and event-driven (the next frame on the socket, with a timeout).
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use roomd_sim::{
-    CalliopeScenario, Device, Fault, LocusScenario, Scenario, SimHandle, SimOptions, start,
-};
+use roomd_sim::{CalliopeScenario, Device, Fault, LocusScenario, Scenario, SimHandle};
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use support::{Result, activate, client_trusting, register_device, tls_config};
+use support::{Registered, Result, SimFixture, tls_config};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -47,16 +45,14 @@ async fn fixture() -> Result<Fixture> {
         },
         ..Scenario::default()
     };
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem(), WAIT)?;
-    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
-    let token = activate(&sim, &main, CODE).await?;
-    let dev = register_device(&sim, &http, &token).await?;
-    let device_url = dev["url"].as_str().ok_or("no url")?.to_owned();
-    let device = device_url.rsplit('/').next().ok_or("no id")?.to_owned();
+    let kit = SimFixture::start(scenario, WAIT).await?;
+    let Registered {
+        token,
+        device_url,
+        device,
+        ..
+    } = kit.register(CODE).await?;
+    let SimFixture { sim, http, dir, .. } = kit;
     let ws = online(&sim, &device, &token).await?;
     Ok(Fixture {
         sim,

@@ -6,7 +6,7 @@
 //!
 //! Every wait is bounded and event-driven (the next frame on the socket, with a timeout).
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,11 +19,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::{SinkExt as _, StreamExt as _};
 use roomd_sim::{
     BookingPatch, BookingSpec, BulkSpec, Device, EventMode, PageFault, Scenario, SimHandle,
-    SimOptions, start,
 };
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use support::{Result, activate, client_trusting, register_device, tls_config};
+use support::{Registered, Result, SimFixture, tls_config};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -55,16 +54,9 @@ async fn fixture() -> Result<Fixture> {
 /// registers it with WDM.
 async fn fixture_with(mut scenario: Scenario) -> Result<Fixture> {
     scenario.devices = vec![Device::new(CODE)];
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
-    let main = client_trusting(sim.ca_pem(), WAIT)?;
-    let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
-    let token = activate(&sim, &main, CODE).await?;
-    let dev = register_device(&sim, &http, &token).await?;
-    let device_url = dev["url"].as_str().ok_or("no url")?;
-    let device = device_url.rsplit('/').next().ok_or("no id")?.to_owned();
+    let kit = SimFixture::start(scenario, WAIT).await?;
+    let Registered { token, device, .. } = kit.register(CODE).await?;
+    let SimFixture { sim, http, dir, .. } = kit;
     Ok(Fixture {
         sim,
         http,

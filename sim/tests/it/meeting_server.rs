@@ -7,8 +7,9 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use roomd_sim::{
     CmsCallFields, CmsConfigPatch, CmsParticipantFields, CmsScript, CmsSnapshot,
-    CmsSubscriptionState, MeetingServerScenario, Scenario, SimHandle, SimInfo, SimOptions, start,
+    CmsSubscriptionState, MeetingServerScenario, Scenario, SimHandle, SimInfo,
 };
+use roomd_testkit::sim::start_in_tempdir;
 use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -61,10 +62,7 @@ fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<ClientC
 }
 
 async fn fixture_with(scenario: Scenario) -> Result<Fixture> {
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
+    let (sim, dir) = start_in_tempdir(scenario).await?;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(client_config(sim.cms_ca_pem(), None)?)
         .timeout(WAIT)

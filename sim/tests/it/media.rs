@@ -5,7 +5,7 @@
 //! itself, independently of the sim's code. Waits are event-driven (`wait_media`, the next
 //! datagram) and bounded; clips are short so the tests stay light under qemu.
 
-mod support;
+use roomd_testkit::sim as support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,9 +14,9 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use roomd_sim::{CalliopeScenario, Device, MediaScenario, Scenario, SimHandle, SimOptions, start};
+use roomd_sim::{CalliopeScenario, Device, MediaScenario, Scenario, SimHandle};
 use serde_json::{Value, json};
-use support::{Result, activate, client_trusting, register_device};
+use support::{Registered, Result, SimFixture};
 use tokio::net::UdpSocket;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -79,14 +79,11 @@ impl Fixture {
             media,
             ..Scenario::default()
         };
-        let dir = tempfile::tempdir()?;
-        let mut opts = SimOptions::new(dir.path().join("state"));
-        opts.scenario = scenario;
-        let sim = start(opts).await?;
-        let main = client_trusting(sim.ca_pem(), WAIT)?;
-        let http = client_trusting(sim.proxy_ca_pem(), WAIT)?;
-        let token = activate(&sim, &main, CODE).await?;
-        let dev = register_device(&sim, &http, &token).await?;
+        let kit = SimFixture::start(scenario, WAIT).await?;
+        let Registered {
+            token, wdm: dev, ..
+        } = kit.register(CODE).await?;
+        let SimFixture { sim, http, dir, .. } = kit;
         let body = json!({
             "invitee": {"address": "bob@example.com"},
             "device": {"url": dev["url"], "deviceType": "TP_ENDPOINT"},

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use roomd_sim::{ReceivedRequest, Scenario, SimHandle, SimInfo, SimOptions, start};
+use roomd_testkit::sim::start_in_tempdir;
 use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -31,10 +32,7 @@ async fn fixture() -> Result<Fixture> {
 }
 
 async fn fixture_with(scenario: Scenario) -> Result<Fixture> {
-    let dir = tempfile::tempdir()?;
-    let mut opts = SimOptions::new(dir.path().join("state"));
-    opts.scenario = scenario;
-    let sim = start(opts).await?;
+    let (sim, dir) = start_in_tempdir(scenario).await?;
     let http = client_trusting(sim.ca_pem())?;
     Ok(Fixture {
         sim,
