@@ -10,8 +10,9 @@
 #            same run, every log of the pass is collected under ROOMD_TEST_LOG_DIR (below)
 #   security the secret scan: every secret the native pass used or issued (recorded under
 #            ROOMD_TEST_LOG_DIR/secrets) looked for in every log it wrote (ROOMD_TEST_LOG_DIR/logs),
-#            findings named by file and line, never printed; then scripts/deny.sh (cargo deny
-#            check: advisories, licenses, bans, sources). docs/security.md
+#            findings named by file and line, never printed (the ignored test
+#            security_log_scan::no_secret_in_any_log_of_the_test_run of tests/it); then
+#            scripts/deny.sh (cargo deny check: advisories, licenses, bans, sources). docs/security.md
 #   cross    cargo test --workspace --no-fail-fast --target aarch64-unknown-linux-gnu
 #            (built against the arm64 sysroot, run under qemu-aarch64 by
 #            scripts/qemu-runner.sh)
