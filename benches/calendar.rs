@@ -17,8 +17,7 @@
 //!
 //! `cargo bench --bench calendar`.
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -11,8 +11,7 @@
 //! `cargo bench --bench events`; `ROOMD_BENCH_EVENTS=N` sets the throughput run's size
 //! (default 200,000).
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

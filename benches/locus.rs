@@ -9,8 +9,7 @@
 //!
 //! Each figure is the best of 5 runs, the runs of 1 interleaved. `cargo bench --bench locus`; `ROOMD_BENCH_ROUNDS=N` sets the number of deltas (default 20000).
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

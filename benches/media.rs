@@ -16,8 +16,7 @@
 //! `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the
 //! board's. `ROOMD_BENCH_FRAMES` overrides N.
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::process::Command;
 use std::sync::mpsc as std_mpsc;

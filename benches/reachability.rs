@@ -14,10 +14,8 @@
 //!
 //! `cargo bench --bench reachability`.
 
-#[path = "support/figures.rs"]
-mod figures;
-#[path = "../tests/support/stun_responder.rs"]
-mod responder;
+use roomd_testkit::figures;
+use roomd_testkit::stun_responder as responder;
 
 use std::time::{Duration, Instant};
 

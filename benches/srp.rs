@@ -13,8 +13,7 @@
 //! (b) `srp_client`: A = g^a, g^x (x = a 256-bit hash), S = (B − k·g^x)^(a + u·x) with a
 //!     ~512-bit exponent, then K and HKDF.
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -5,8 +5,7 @@
 //!
 //! `cargo bench --bench xapi`; `ROOMD_BENCH_ROUNDS=N` sets the number of changes (default 1000).
 
-#[path = "support/figures.rs"]
-mod figures;
+use roomd_testkit::figures;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 #                  fuzzing) hardly does
 #
 # Each bench binary prints tab-separated `BENCH` records when ROOMD_BENCH_RECORDS=1
-# (benches/support/figures.rs); the report is built from those, not from the free text.
+# (testkit/src/figures.rs); the report is built from those, not from the free text.
 # Full output of every build and run: $ROOMD_CACHE_DIR/bench-logs/<bench>[-aarch64].log.
 # Exits non-zero if a build or a bench failed (the report is written either way).
 #
@@ -433,7 +433,7 @@ ROOMD_BENCH_SETTLE=600 make bench            # wait up to 10 min for a compile t
 ```
 
 One bench by hand (prints its own text; `ROOMD_BENCH_RECORDS=1` adds the `BENCH` records this
-file is made from, see `benches/support/figures.rs`):
+file is made from, see `testkit/src/figures.rs`):
 
 ```sh
 . scripts/cross-env.sh

@@ -9,7 +9,7 @@
 #   --jobs N      targets fuzzed at once, one process each (default 1); the time per
 #                 target is wall time, so N=2 halves a campaign on two cores
 #   --seed        first record fresh seeds from the simulator's real wire output
-#                 (sim/tests/fuzz_seeds.rs: HTTP bodies, event frames, STUN answers, CA
+#                 (sim/tests/it/fuzz_seeds.rs: HTTP bodies, event frames, STUN answers, CA
 #                 files) into $ROOMD_CACHE_DIR/fuzz-seeds/<target>; every run reads them
 #   --minimise    afterwards, merge the committed corpus and this run's finds into a
 #                 minimal set (libFuzzer -set_cover_merge=1: the fewest inputs that keep
@@ -61,8 +61,11 @@ if [ "$seed" -eq 1 ]; then
     log "recording seeds from the simulator into $seeds"
     rm -rf "$seeds"
     mkdir -p "$seeds"
-    (cd "$repo" && ROOMD_FUZZ_SEEDS_DIR="$seeds" cargo test -q -p roomd-sim --test fuzz_seeds) >&2 ||
+    # The recorder is a test of the simulator's test binary (sim/tests/it, module fuzz_seeds).
+    (cd "$repo" && ROOMD_FUZZ_SEEDS_DIR="$seeds" cargo test -q -p roomd-sim --test it -- \
+        --exact fuzz_seeds::write_fuzz_seeds) >&2 ||
         die "recording seeds failed"
+    [ -n "$(ls -A "$seeds")" ] || die "recording seeds wrote nothing (did fuzz_seeds::write_fuzz_seeds run?)"
 fi
 
 cd "$repo/fuzz"

@@ -10,8 +10,9 @@
 #            same run, every log of the pass is collected under ROOMD_TEST_LOG_DIR (below)
 #   security the secret scan: every secret the native pass used or issued (recorded under
 #            ROOMD_TEST_LOG_DIR/secrets) looked for in every log it wrote (ROOMD_TEST_LOG_DIR/logs),
-#            findings named by file and line, never printed; then scripts/deny.sh (cargo deny
-#            check: advisories, licenses, bans, sources). docs/security.md
+#            findings named by file and line, never printed (the ignored test
+#            security_log_scan::no_secret_in_any_log_of_the_test_run of tests/it); then
+#            scripts/deny.sh (cargo deny check: advisories, licenses, bans, sources). docs/security.md
 #   cross    cargo test --workspace --no-fail-fast --target aarch64-unknown-linux-gnu
 #            (built against the arm64 sysroot, run under qemu-aarch64 by
 #            scripts/qemu-runner.sh)
@@ -64,8 +65,20 @@ secret_scan() {
         return 1
     fi
     echo "security: scanning $log_dir"
-    ROOMD_TEST_LOG_DIR="$log_dir" "$CARGO" test --test security_log_scan -j "$JOBS" -- \
-        --ignored --exact no_secret_in_any_log_of_the_test_run --nocapture || return
+    # The scan is an ignored test of tests/it (module security_log_scan). An --exact name that
+    # matches nothing would pass with 0 tests run, so the run must show the one test passing.
+    local out rc
+    out="$(mktemp "${TMPDIR:-/tmp}/roomd-secret-scan.XXXXXX")" || return
+    ROOMD_TEST_LOG_DIR="$log_dir" "$CARGO" test --test it -j "$JOBS" -- \
+        --ignored --exact security_log_scan::no_secret_in_any_log_of_the_test_run --nocapture |
+        tee "$out"
+    rc=$?
+    if [ "$rc" -eq 0 ] && ! grep -q '^test result: ok\. 1 passed' "$out"; then
+        echo "security: the secret scan test did not run (renamed or moved?)" >&2
+        rc=1
+    fi
+    rm -f "$out"
+    [ "$rc" -eq 0 ] || return "$rc"
     scan_passed=1
 }
 

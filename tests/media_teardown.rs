@@ -1,8 +1,9 @@
 //! Every call's pipelines go to Null and are freed when the call ends: the process has no
 //! more GStreamer pipelines, threads or (non-TCP) file descriptors after three calls than after one.
-//! Alone in its test binary, so no other test's pipelines or threads are counted.
+//! Alone in its test binary (not in `tests/it`), so no other test's pipelines or threads are
+//! counted.
 
-mod support;
+use roomd_testkit::daemon as support;
 
 use std::collections::HashSet;
 use std::time::Duration;

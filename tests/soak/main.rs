@@ -12,8 +12,14 @@
 //! Clock jumps move roomd's wall clock with libfaketime (`faketime` package); without it they
 //! are skipped and the report says so.
 
-#[path = "../support/mod.rs"]
-mod support;
+/// The kit's helpers for a daemon under test, and this build's `roomd` binary.
+mod support {
+    pub use roomd_testkit::daemon::*;
+
+    pub fn roomd_command() -> std::process::Command {
+        roomd_testkit::process::roomd_command_for(std::path::Path::new(env!("CARGO_BIN_EXE_roomd")))
+    }
+}
 
 mod faults;
 mod report;
