@@ -100,7 +100,7 @@ pub fn set_password(state: &StateDir, user: &str, password: &str) -> Result<(), 
         return Err(AuthError::TooShort);
     }
     let mut salt = [0u8; 16];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut salt);
+    rand::Rng::fill(&mut rand::rng(), &mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
     let hash = hasher()
         .hash_password(password.as_bytes(), &salt)
