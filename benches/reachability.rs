@@ -66,7 +66,7 @@ async fn bench() {
             silent_left -= 1;
             NodeSpec::silent()
         } else {
-            let mut draw = || rng.gen_range(RTT_MS.clone());
+            let mut draw = || rng.random_range(RTT_MS.clone());
             let (u, t, x) = (draw(), draw(), draw());
             slowest = slowest.max(Duration::from_millis(u.max(t).max(x)));
             NodeSpec::answering(u, t, x)

@@ -75,7 +75,7 @@ fn server_b_pub(n: &BigUint, g: &BigUint, id: &str, password: &str, salt: &[u8])
     let identity_hash = Sha256::digest(format!("{id}:{password}"));
     let v = g.modpow(&hash(&[salt, &identity_hash]), n);
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    rand::rng().fill_bytes(&mut b);
     (k * v + g.modpow(&BigUint::from_bytes_be(&b), n)) % n
 }
 
@@ -89,7 +89,7 @@ fn main() {
         "the SRP-6a activation handshake (`srp_client`: A = g^a, g^x, S, keys) on num-bigint",
         "one 3072-bit modexp g^a mod N with a 256-bit exponent, the handshake's unit of work",
     );
-    let mut rng = rand::rngs::OsRng;
+    let mut rng = rand::rng();
     let n = BigUint::parse_bytes(N_3072_HEX.as_bytes(), 16).expect("hex constant");
     let g = BigUint::from(G_3072);
     assert_eq!(n.bits(), 3072);

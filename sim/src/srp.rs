@@ -192,7 +192,7 @@ pub fn random_secret(n: usize) -> BigUint {
 /// `n` random bytes from the OS-seeded thread RNG.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut out);
+    rand::rng().fill_bytes(&mut out);
     out
 }
 

@@ -28,7 +28,7 @@ use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use num_bigint::BigUint;
-use rand::RngCore;
+use rand::TryRngCore as _;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -124,7 +124,7 @@ pub fn srp_client(
     b_pub_b64: &str,
 ) -> Result<SrpClientStep, CryptoError> {
     let mut a = [0u8; PRIVATE_LEN];
-    OsRng.fill_bytes(&mut a);
+    os_random(&mut a);
     let step = srp_client_with_private(activation_id, password, salt_b64, b_pub_b64, &a);
     a.zeroize();
     step
@@ -320,7 +320,7 @@ pub fn derive_keys(premaster_s_minimal_be: &[u8]) -> ActivationKeys {
 /// Encrypt + MAC: returns (data_b64, hmac_b64).
 pub fn seal(keys: &ActivationKeys, plaintext: &[u8]) -> (String, String) {
     let mut nonce = [0u8; NONCE_LEN];
-    OsRng.fill_bytes(&mut nonce);
+    os_random(&mut nonce);
     seal_with_nonce(keys, nonce, plaintext)
 }
 
@@ -364,6 +364,14 @@ pub fn open(keys: &ActivationKeys, data_b64: &str, hmac_b64: &str) -> Result<Vec
     cipher(keys)
         .decrypt(&Nonce::from(*nonce), sealed)
         .map_err(|_| CryptoError::Decrypt)
+}
+
+/// Fills `bytes` from the operating system's random source (getrandom); like rand 0.8's
+/// `OsRng::fill_bytes`, a failing source is a panic, never weaker randomness.
+fn os_random(bytes: &mut [u8]) {
+    OsRng
+        .try_fill_bytes(bytes)
+        .expect("the operating system's random source failed");
 }
 
 fn cipher(keys: &ActivationKeys) -> Aes256Gcm {

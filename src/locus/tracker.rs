@@ -286,7 +286,7 @@ impl LocusTracker {
 
     fn wait_period(&self) -> Duration {
         let jitter = self.jitter.unwrap_or_else(|| {
-            let ms = rand::thread_rng().gen_range(0..WAIT_JITTER.as_millis() as u64);
+            let ms = rand::rng().random_range(0..WAIT_JITTER.as_millis() as u64);
             Duration::from_millis(ms)
         });
         WAIT_TIMEOUT + jitter

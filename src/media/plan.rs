@@ -25,10 +25,10 @@ pub struct MediaPlan {
 impl MediaPlan {
     /// Fresh random SSRCs (distinct, non-zero) and scene ids for a call.
     pub fn random(layers: usize) -> Self {
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         let mut used = std::collections::HashSet::new();
         let mut ssrc = || loop {
-            let candidate: u32 = rng.r#gen();
+            let candidate: u32 = rng.random();
             if candidate != 0 && used.insert(candidate) {
                 return candidate;
             }
@@ -36,13 +36,13 @@ impl MediaPlan {
         let audio_ssrc = ssrc();
         let video_ssrcs = (0..layers.max(1)).map(|_| ssrc()).collect();
         let receive_ssrcs = (0..RECEIVE_SLOTS).map(|_| ssrc()).collect();
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         Self {
             audio_ssrc,
             video_ssrcs,
             receive_ssrcs,
-            audio_csi: csi(rng.gen_range(1..=0x7f_ffff), false),
-            video_csi: csi(rng.gen_range(1..=0x7f_ffff), true),
+            audio_csi: csi(rng.random_range(1..=0x7f_ffff), false),
+            video_csi: csi(rng.random_range(1..=0x7f_ffff), true),
         }
     }
 

@@ -18,7 +18,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self::with_rng(initial, max, StdRng::from_entropy())
+        Self::with_rng(initial, max, StdRng::from_os_rng())
     }
 
     /// A reproducible schedule for tests.
@@ -40,7 +40,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(self.max);
-        let factor = self.rng.gen_range((1.0 - JITTER)..=(1.0 + JITTER));
+        let factor = self.rng.random_range((1.0 - JITTER)..=(1.0 + JITTER));
         base.mul_f64(factor)
     }
 

@@ -126,7 +126,7 @@ pub fn next_run_secs(max_age_secs: u64, percent: f64) -> u64 {
 /// (`CalliopeDiscovery Cache-Control::max-age=7200 rand (75 - 100) -> 6962`).
 pub fn schedule_next(max_age_secs: u64) -> Duration {
     use rand::Rng as _;
-    let percent = rand::thread_rng().gen_range(75.0..100.0);
+    let percent = rand::rng().random_range(75.0..100.0);
     let secs = next_run_secs(max_age_secs, percent);
     tracing::info!(
         "CalliopeDiscovery Cache-Control::max-age={max_age_secs} rand (75 - 100) -> {secs}"

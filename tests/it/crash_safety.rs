@@ -84,7 +84,7 @@ fn kill_at_random_moments(
     loaded: impl Fn(usize, &StateDir) -> u64,
 ) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     let mut newest = 0;
     for round in 0..rounds {
         let mut child = target_command(&std::env::current_exe().unwrap())
@@ -109,7 +109,7 @@ fn kill_at_random_moments(
                 break;
             }
         }
-        let micros = rng.gen_range(0..max_delay.as_micros() as u64);
+        let micros = rng.random_range(0..max_delay.as_micros() as u64);
         std::thread::sleep(Duration::from_micros(micros));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

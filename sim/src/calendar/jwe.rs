@@ -25,7 +25,7 @@ pub(crate) fn header(kid: &str) -> String {
 pub(crate) fn encrypt(key: &[u8; KEY_LEN], kid: &str, plaintext: &str) -> String {
     let protected = URL_SAFE_NO_PAD.encode(header(kid));
     let mut iv = [0_u8; IV_LEN];
-    rand::thread_rng().fill_bytes(&mut iv);
+    rand::rng().fill_bytes(&mut iv);
     let sealed = Aes256Gcm::new(key.into())
         .encrypt(
             Nonce::from_slice(&iv),

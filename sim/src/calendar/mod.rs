@@ -62,7 +62,7 @@ struct KeyEntry {
 impl KeyEntry {
     fn fresh() -> Self {
         let mut bytes = [0_u8; KEY_LEN];
-        rand::thread_rng().fill_bytes(&mut bytes);
+        rand::rng().fill_bytes(&mut bytes);
         Self {
             bytes,
             missing: false,

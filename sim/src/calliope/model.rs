@@ -145,7 +145,7 @@ pub(crate) fn plan(s: &CalliopeScenario) -> Vec<ClusterPlan> {
         .map(|i| ClusterPlan {
             name: cluster_name(i + 1),
             silent: silent.contains(&i),
-            rtt_ms: [0; 3].map(|_| rng.gen_range(s.rtt_min_ms..=s.rtt_max_ms)),
+            rtt_ms: [0; 3].map(|_| rng.random_range(s.rtt_min_ms..=s.rtt_max_ms)),
         })
         .collect();
     for t in 0..3 {

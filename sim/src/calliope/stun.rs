@@ -75,7 +75,7 @@ pub(crate) fn binding_success(txid: &TxId, mapped: SocketAddr) -> Vec<u8> {
 pub(crate) fn garbage(n: usize) -> Vec<u8> {
     use rand::RngCore as _;
     let mut out = vec![0_u8; n.max(20)];
-    rand::thread_rng().fill_bytes(&mut out);
+    rand::rng().fill_bytes(&mut out);
     out[0] |= 0xC0;
     out
 }

@@ -21,7 +21,7 @@ pub(crate) struct Sequence {
 impl Sequence {
     /// A fresh sequence with one entry near 2.59 × 10^14.
     pub(crate) fn fresh() -> Self {
-        let first = SEQUENCE_BASE + rand::thread_rng().gen_range(0..1_000_000_000);
+        let first = SEQUENCE_BASE + rand::rng().random_range(0..1_000_000_000);
         Self {
             entries: vec![first],
             range_start: 0,
@@ -35,7 +35,7 @@ impl Sequence {
 
     /// One change: a new entry 1..=3 above the last; beyond 10 entries the oldest fold into the range.
     pub(crate) fn advance(&mut self) {
-        let next = self.last() + rand::thread_rng().gen_range(1..=3);
+        let next = self.last() + rand::rng().random_range(1..=3);
         self.entries.push(next);
         if self.entries.len() > MAX_SEQUENCE_ENTRIES {
             let fold: Vec<u64> = self
@@ -240,8 +240,8 @@ impl Participant {
 }
 
 fn csis() -> Vec<u32> {
-    let mut rng = rand::thread_rng();
-    let base: u32 = rng.gen_range(1..0x0100_0000) << 8;
+    let mut rng = rand::rng();
+    let base: u32 = rng.random_range(1..0x0100_0000) << 8;
     vec![base, base + 1]
 }
 

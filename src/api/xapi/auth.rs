@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
-use argon2::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -100,9 +100,10 @@ pub fn set_password(state: &StateDir, user: &str, password: &str) -> Result<(), 
         return Err(AuthError::TooShort);
     }
     let mut salt = [0u8; 16];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut salt);
+    rand::Rng::fill(&mut rand::rng(), &mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
     let hash = hasher()
-        .hash_password_with_salt(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes(), &salt)
         .map_err(|e| AuthError::Hash(e.to_string()))?
         .to_string();
     let mut file = load(state)?;
@@ -315,9 +316,11 @@ impl Authenticator {
         };
         let hash = file.users.get(role.user())?.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            hasher()
-                .verify_password(credentials.password.as_bytes(), hash.as_str())
-                .is_ok()
+            PasswordHash::new(&hash).is_ok_and(|hash| {
+                hasher()
+                    .verify_password(credentials.password.as_bytes(), &hash)
+                    .is_ok()
+            })
         })
         .await
         .unwrap_or(false);
@@ -397,6 +400,38 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// A users file written by an earlier roomd still verifies: this PHC string was made by
+    /// argon2 0.6 (password-hash 0.6) with `hasher()`'s parameters; roomd now hashes with
+    /// argon2 0.5. PHC strings are one format across both.
+    #[tokio::test]
+    async fn stored_hashes_from_argon2_0_6_still_verify() {
+        const STORED: &str = "$argon2id$v=19$m=19456,t=2,p=1$cm9vbWQtc2FsdC0xNmJ5dA$\
+                              t+yrnkVTNP0ik4RaH8ws3xLLD2EGRay0HtGP7o4zaiE";
+        let (_dir, state) = state();
+        let file = UsersFile {
+            schema: 1,
+            users: [("admin".to_owned(), STORED.to_owned())].into(),
+        };
+        state
+            .write_atomic(USERS_FILE, &serde_json::to_vec(&file).unwrap())
+            .unwrap();
+        let auth = Authenticator::new(state);
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            auth.login(
+                peer,
+                Some(Credentials::new("admin", "correct horse battery"))
+            )
+            .await,
+            Login::Accepted(Role::Admin)
+        );
+        assert_eq!(
+            auth.login(peer, Some(Credentials::new("admin", "correct horse")))
+                .await,
+            Login::Refused { locked_out: false }
+        );
     }
 
     #[tokio::test]

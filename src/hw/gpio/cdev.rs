@@ -1,8 +1,12 @@
 //! The Linux backend: lines found by name on the GPIO character devices.
 //!
 //! Outputs are `linux_embedded_hal::CdevPin`s. Inputs are [`CdevInput`]s over the
-//! kernel's edge-event queue, because `CdevPin` (linux-embedded-hal 0.4) has no async
-//! `Wait`, and an edge-driven button must not poll.
+//! kernel's edge-event queue. `CdevPin` (linux-embedded-hal 0.5) cannot serve them: it
+//! wraps a plain line handle, requested without edge detection, and implements only
+//! `InputPin`/`OutputPin`. It has no async `Wait` (its `async-tokio` feature adds only an
+//! async `DelayNs`) and no way to read edge events, so an input on it could only be polled:
+//! an edge-driven button must not poll, and a press shorter than the poll period would be
+//! lost where the kernel's queue keeps it.
 
 use std::collections::BTreeMap;
 use std::fmt;
