@@ -1,6 +1,6 @@
-//! `roomd check`'s trust-bundle reader (PEM, then its own small DER reader for subject and
-//! validity) against arbitrary file contents: it must end in one SUCCESS or FAIL line,
-//! never panic.
+//! `roomd check`'s trust-bundle reader (PEM, webpki, and x509-cert for each certificate's
+//! subject and validity) against arbitrary file contents: it must end in one SUCCESS or FAIL
+//! line, never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

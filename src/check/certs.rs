@@ -15,6 +15,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, InconsistentKeys, RootCertStore};
+use x509_cert::certificate::{Raw, Version};
+use x509_cert::der::oid::db::rfc4519::COMMON_NAME;
+use x509_cert::der::{self, Decode, Reader, SliceReader, TagMode, TagNumber};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::AlgorithmIdentifierOwned as AlgorithmIdentifier;
+use x509_cert::time::{Time, Validity};
 
 use super::{CheckLine, fail, ok};
 
@@ -236,9 +243,7 @@ pub fn bundle_line(path: &Path, config_key: &str, now: SystemTime) -> CheckLine 
         Ok(certs) => certs,
         Err(reason) => return fail(format!("{what}: {reason}")),
     };
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut summaries = Vec::with_capacity(certs.len());
     for (index, cert) in certs.iter().enumerate() {
         let number = index + 1;
@@ -275,149 +280,80 @@ pub fn bundle_line(path: &Path, config_key: &str, now: SystemTime) -> CheckLine 
     ))
 }
 
-/// What the checks show of a certificate. webpki keeps validity to itself, so these few
-/// fields are read from the DER directly.
+/// What the checks show of a certificate. webpki keeps validity to itself, so the
+/// certificate is read a second time with `x509-cert` for these few fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Summary {
     /// The subject's common name, quoted, or `certificate without a common name`.
     subject: String,
-    not_before: DerTime,
-    not_after: DerTime,
+    not_before: CertTime,
+    not_after: CertTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DerTime {
-    unix: i64,
+struct CertTime {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    unix: u64,
     /// `YYYY-MM-DD`.
     date: String,
 }
 
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const INTEGER: u8 = 0x02;
-const OBJECT_ID: u8 = 0x06;
-const EXPLICIT_VERSION: u8 = 0xa0;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-const COMMON_NAME_OID: [u8; 3] = [0x55, 0x04, 0x03];
-
-/// One DER element: its tag, its contents and the bytes after it.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let octets = usize::from(first & 0x7f);
-        if octets == 0 || octets > 4 || rest.len() < octets {
-            return None;
+impl From<Time> for CertTime {
+    fn from(time: Time) -> Self {
+        let date = time.to_date_time();
+        CertTime {
+            unix: time.to_unix_duration().as_secs(),
+            date: format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
         }
-        let len = rest[..octets]
-            .iter()
-            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
-        (len, &rest[octets..])
-    };
-    if rest.len() < len {
-        return None;
     }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
-/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
-/// signature, issuer, validity SEQUENCE { notBefore, notAfter }, subject, ... }, ... }
+/// Subject and validity of one certificate's DER, or None when they cannot be read.
+///
+/// Only TBSCertificate's fields up to the subject are decoded (x509-cert's types, with der's
+/// reader); the rest (key, extensions, signature) is webpki's to judge, as it is when the
+/// certificate becomes a trust anchor or part of a chain. A certificate rustls can use is
+/// thus never called unreadable because of a part that this summary does not show.
+///
+/// Times are UTCTime `YYMMDDHHMMSSZ` or GeneralizedTime `YYYYMMDDHHMMSSZ` of a real date and
+/// time from 1970 on: x509-cert's lower bound, which webpki's own time checks share (RFC
+/// 5280 would read UTCTime 50-69 as 1950-1969). The `Raw` profile (x509-cert's `hazmat`
+/// feature) only drops RFC 5280's 20-octet limit on the serial number, which webpki does
+/// not enforce either.
 fn summarize(der: &[u8]) -> Option<Summary> {
-    let Some((SEQUENCE, certificate, _)) = der_element(der) else {
-        return None;
-    };
-    let Some((SEQUENCE, mut tbs, _)) = der_element(certificate) else {
-        return None;
-    };
-    if let Some((EXPLICIT_VERSION, _, rest)) = der_element(tbs) {
-        tbs = rest;
-    }
-    let Some((INTEGER, _, rest)) = der_element(tbs) else {
-        return None;
-    };
-    let Some((SEQUENCE, _signature, rest)) = der_element(rest) else {
-        return None;
-    };
-    let Some((SEQUENCE, _issuer, rest)) = der_element(rest) else {
-        return None;
-    };
-    let Some((SEQUENCE, validity, rest)) = der_element(rest) else {
-        return None;
-    };
-    let Some((SEQUENCE, subject, _)) = der_element(rest) else {
-        return None;
-    };
-    let (before_tag, before, validity) = der_element(validity)?;
-    let (after_tag, after, _) = der_element(validity)?;
+    let (validity, subject) = SliceReader::new(der)
+        .ok()?
+        .sequence(|certificate| {
+            let fields = certificate.sequence(|tbs| {
+                tbs.context_specific::<Version>(TagNumber(0), TagMode::Explicit)?;
+                SerialNumber::<Raw>::decode(tbs)?;
+                AlgorithmIdentifier::decode(tbs)?;
+                Name::decode(tbs)?;
+                let validity = Validity::<Raw>::decode(tbs)?;
+                let subject = Name::decode(tbs)?;
+                tbs.read_slice(tbs.remaining_len())?;
+                Ok::<_, der::Error>((validity, subject))
+            })?;
+            certificate.read_slice(certificate.remaining_len())?;
+            Ok::<_, der::Error>(fields)
+        })
+        .ok()?;
     Some(Summary {
-        subject: common_name(subject).map_or_else(
+        subject: common_name(&subject).map_or_else(
             || "certificate without a common name".to_string(),
             |cn| format!("{cn:?}"),
         ),
-        not_before: der_time(before_tag, before)?,
-        not_after: der_time(after_tag, after)?,
+        not_before: validity.not_before.into(),
+        not_after: validity.not_after.into(),
     })
 }
 
-/// Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }
-fn common_name(mut name: &[u8]) -> Option<String> {
-    while let Some((SET, set, rest)) = der_element(name) {
-        name = rest;
-        let Some((SEQUENCE, attribute, _)) = der_element(set) else {
-            continue;
-        };
-        let Some((OBJECT_ID, oid, value)) = der_element(attribute) else {
-            continue;
-        };
-        if oid == COMMON_NAME_OID {
-            let (_, text, _) = der_element(value)?;
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-    }
-    None
-}
-
-/// UTCTime `YYMMDDHHMMSSZ` (years 1950-2049) or GeneralizedTime `YYYYMMDDHHMMSSZ`, the
-/// only forms RFC 5280 allows in certificates.
-fn der_time(tag: u8, bytes: &[u8]) -> Option<DerTime> {
-    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
-    let (year, rest) = match (tag, text.len()) {
-        (UTC_TIME, 12) => {
-            let yy = number(0..2)?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-        }
-        (GENERALIZED_TIME, 14) => (number(0..4)?, &text[4..]),
-        _ => return None,
-    };
-    let field = |at: usize| rest.get(at..at + 2)?.parse::<i64>().ok();
-    let (month, day) = (field(0)?, field(2)?);
-    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second <= 60;
-    valid.then(|| DerTime {
-        unix: days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second,
-        date: format!("{year:04}-{month:02}-{day:02}"),
-    })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// The first commonName of the name. Its bytes are shown as UTF-8 whatever the string type
+/// (UTF8String, PrintableString and IA5String, the ones CAs use, all are).
+fn common_name(name: &Name) -> Option<String> {
+    name.iter()
+        .find(|attribute| attribute.oid == COMMON_NAME)
+        .map(|attribute| String::from_utf8_lossy(attribute.value.value()).into_owned())
 }
 
 #[cfg(test)]
@@ -492,37 +428,155 @@ mod tests {
         assert_eq!(summary.not_before.unix, 946_598_400);
         assert_eq!(summary.not_after.date, "2051-02-28");
         assert_eq!(summary.not_after.unix, 2_561_155_200);
+
+        // What follows the subject (here the key's algorithm, id-ecPublicKey, made an empty
+        // OID) is webpki's to judge, not the summary's.
+        let ec_public_key = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        let damaged = patched(cert.der(), &ec_public_key, &[0x06, 0x00]);
+        assert_eq!(summarize(&damaged), Some(summary));
+    }
+
+    /// A self-signed certificate valid from `not_before` until `not_after`, as DER.
+    fn dated_der(
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+        after_midnight: std::time::Duration,
+    ) -> Vec<u8> {
+        let key = RcKey::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Dated CA");
+        params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2) + after_midnight;
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// `der` with its one occurrence of `from` replaced by `to` (same length).
+    fn patched(der: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = der
+            .windows(from.len())
+            .position(|window| window == from)
+            .unwrap();
+        let mut der = der.to_vec();
+        der[at..at + to.len()].copy_from_slice(to);
+        der
     }
 
     #[test]
     fn times_follow_rfc_5280() {
-        assert_eq!(der_time(UTC_TIME, b"700101000000Z").unwrap().unix, 0);
-        assert_eq!(
-            der_time(UTC_TIME, b"491231235959Z").unwrap().date,
-            "2049-12-31"
+        let midnight = std::time::Duration::ZERO;
+        // UTCTime up to 2049, GeneralizedTime from 2050 (rcgen writes what RFC 5280 asks).
+        let der = dated_der((1970, 1, 1), (2049, 12, 31), midnight);
+        assert!(der.windows(13).any(|w| w == b"700101000000Z"));
+        let summary = summarize(&der).unwrap();
+        assert_eq!(summary.not_before.unix, 0);
+        assert_eq!(summary.not_before.date, "1970-01-01");
+        assert_eq!(summary.not_after.date, "2049-12-31");
+        let der = dated_der(
+            (2000, 2, 29),
+            (2038, 1, 19),
+            std::time::Duration::from_secs(3 * 3600 + 14 * 60 + 8),
         );
-        assert_eq!(
-            der_time(UTC_TIME, b"500101000000Z").unwrap().date,
-            "1950-01-01"
-        );
-        assert_eq!(
-            der_time(GENERALIZED_TIME, b"20380119031408Z").unwrap().unix,
-            2_147_483_648
-        );
+        assert_eq!(summarize(&der).unwrap().not_after.unix, 2_147_483_648);
+        let der = dated_der((2000, 2, 29), (2050, 1, 1), midnight);
+        assert!(der.windows(15).any(|w| w == b"20500101000000Z"));
+        let summary = summarize(&der).unwrap();
+        assert_eq!(summary.not_before.date, "2000-02-29");
+        assert_eq!(summary.not_after.date, "2050-01-01");
+        assert_eq!(summary.not_after.unix, 2_524_608_000);
+
+        // Not a time of a certificate: a 13th month, a 30th of February, no `Z`, a letter.
+        let der = dated_der((1970, 1, 1), (2049, 12, 31), midnight);
         for bad in [
-            &b"7001010000Z"[..],
-            b"701301000000Z",
-            b"700101000000",
-            b"70010100000\xc3\xa9Z",
+            &b"701301000000Z"[..],
+            b"700230000000Z",
+            b"7001010000000",
+            b"70010100000aZ",
         ] {
-            assert_eq!(der_time(UTC_TIME, bad), None, "{bad:?}");
+            assert_eq!(
+                summarize(&patched(&der, b"700101000000Z", bad)),
+                None,
+                "{bad:?}"
+            );
         }
+        // RFC 5280 reads UTCTime 50-69 as 1950-1969; x509-cert (like webpki's time checks)
+        // starts at 1970, so such a certificate is not read.
+        let der = dated_der((1969, 12, 31), (2049, 12, 31), midnight);
+        assert!(der.windows(13).any(|w| w == b"691231000000Z"));
+        assert_eq!(summarize(&der), None);
+    }
+
+    #[test]
+    fn the_subject_is_the_first_common_name_and_may_be_missing() {
+        let key = RcKey::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Rooms Inc");
+        let cert = params.clone().self_signed(&key).unwrap();
+        assert_eq!(
+            summarize(cert.der()).unwrap().subject,
+            "certificate without a common name"
+        );
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Zürich \"Room\" CA");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            summarize(cert.der()).unwrap().subject,
+            "\"Zürich \\\"Room\\\" CA\""
+        );
+    }
+
+    #[test]
+    fn a_serial_longer_than_rfc_5280_allows_is_still_read() {
+        let key = RcKey::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Long Serial CA");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x5a; 32]));
+        let cert = params.self_signed(&key).unwrap();
+        assert!(cert.der().windows(34).any(|w| w[..2] == [0x02, 32]));
+        // webpki takes it as a trust anchor, so the summary must read it too.
+        RootCertStore::empty().add(cert.der().clone()).unwrap();
+        assert_eq!(summarize(cert.der()).unwrap().subject, "\"Long Serial CA\"");
     }
 
     proptest::proptest! {
         #[test]
         fn summarize_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = summarize(&bytes);
+        }
+
+        /// A real certificate with bytes changed and cut short: read or refused, never a
+        /// panic, and what is read has dates of the form the output promises.
+        #[test]
+        fn summarize_survives_damaged_certificates(
+            changes in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..8,
+            ),
+            keep in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            static DER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let mut der = DER
+                .get_or_init(|| dated_der((1999, 12, 31), (2051, 2, 28), std::time::Duration::ZERO))
+                .clone();
+            for (at, byte) in changes {
+                let at = at.index(der.len());
+                der[at] = byte;
+            }
+            for bytes in [&der[..], &der[..keep.index(der.len())]] {
+                if let Some(summary) = summarize(bytes) {
+                    for time in [summary.not_before, summary.not_after] {
+                        proptest::prop_assert_eq!(time.date.len(), 10, "{:?}", time);
+                    }
+                }
+            }
         }
     }
 

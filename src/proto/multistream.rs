@@ -9,18 +9,25 @@
 //! - SCA: `u16 ack_seqno, u8 num_total_sources, u8 num_live_sources, u8 count, 3 reserved`,
 //!   count × 8-byte entries ([`SCA_ENTRY_LEN`]).
 //!
+//! The APP packet around the body (header, sender SSRC, name, subtype) is rtcp-types' `App`,
+//! found in a datagram by [`rtcp_packets`] (`proto::rtp`); the body is this module's.
+//!
 //! Decoding is lenient where the profile leaves room (flags, reserved bytes and bytes after the
 //! last request or entry are ignored) and strict where a mistake would change the meaning
 //! (version, subtype, a count that does not fit). Nothing here panics on any input.
 
 use std::fmt::Write as _;
 
-use crate::proto::rtp::{RtcpPacket, RtpError, rtcp_packets};
+use rtcp_types::{App, RtcpPacketParser as _, RtcpPacketParserExt as _};
+
+use crate::proto::rtp::{RTCP_HEADER_LEN, RtcpPacket, RtpError, rtcp_packets, write_rtcp};
 
 /// RTCP APP.
-pub const APP_PACKET_TYPE: u8 = 204;
+pub const APP_PACKET_TYPE: u8 = <App<'static> as rtcp_types::RtcpPacket>::PACKET_TYPE;
 /// The APP name of the profile's multistream messages.
 pub const APP_NAME: [u8; 4] = *b"MSTR";
+/// [`APP_NAME`] as rtcp-types' APP builder takes it.
+const APP_NAME_STR: &str = "MSTR";
 /// The APP subtype (the 5-bit count field) of an SCA.
 pub const SUBTYPE_SCA: u8 = 1;
 /// The APP subtype of an SCR.
@@ -33,7 +40,7 @@ pub const SCR_REQUEST_LEN: usize = 36;
 pub const SCA_ENTRY_LEN: usize = 8;
 
 /// RTCP header, sender SSRC, name.
-const APP_HEADER_LEN: usize = 12;
+const APP_HEADER_LEN: usize = <App<'static> as rtcp_types::RtcpPacket>::MIN_PACKET_LEN;
 /// version, flags, seqno, media_ssrc.
 const COMMON_LEN: usize = 8;
 /// The common part plus count and reserved bytes.
@@ -192,25 +199,25 @@ pub enum MultistreamError {
     },
 }
 
-/// The RTCP APP header, sender SSRC, name and common body part of a message of `total` bytes.
-fn encode_head(
-    out: &mut Vec<u8>,
-    subtype: u8,
-    total: usize,
-    sender_ssrc: u32,
-    seqno: u16,
-    media_ssrc: u32,
-) {
-    out.push(0x80 | subtype);
-    out.push(APP_PACKET_TYPE);
-    // At most 12 + 16 + 255 × 36 bytes: far below 2^18.
-    out.extend_from_slice(&((total / 4 - 1) as u16).to_be_bytes());
-    out.extend_from_slice(&sender_ssrc.to_be_bytes());
-    out.extend_from_slice(&APP_NAME);
-    out.push(VERSION);
-    out.push(0);
-    out.extend_from_slice(&seqno.to_be_bytes());
-    out.extend_from_slice(&media_ssrc.to_be_bytes());
+/// A body of `len` bytes, its common part written: version, flags, seqno, media SSRC.
+fn body_with_common(len: usize, seqno: u16, media_ssrc: u32) -> Vec<u8> {
+    let mut body = Vec::with_capacity(len);
+    body.push(VERSION);
+    body.push(0);
+    body.extend_from_slice(&seqno.to_be_bytes());
+    body.extend_from_slice(&media_ssrc.to_be_bytes());
+    body
+}
+
+/// The standalone APP packet (§7: SCA and SCR are not compounded) of `sender_ssrc` carrying
+/// `body`: rtcp-types writes the header (subtype, PT 204, length), the SSRC and the name. The
+/// body is whole 32-bit words (12 + 36 n or 16 + 8 n bytes, at most 12 + 16 + 255 × 36).
+fn app_packet(subtype: u8, sender_ssrc: u32, body: &[u8]) -> Vec<u8> {
+    write_rtcp(
+        &App::builder(sender_ssrc, APP_NAME_STR)
+            .subtype(subtype)
+            .data(body),
+    )
 }
 
 /// The seed's header: `[ver=1 seqno=4 sender_ssrc=0xc003046e media_ssrc=0x00000000]`.
@@ -224,16 +231,8 @@ impl Scr {
     /// The standalone APP packet (§7: SCA and SCR are not compounded).
     pub fn encode(&self) -> Vec<u8> {
         let requests = &self.requests[..self.requests.len().min(MAX_ITEMS)];
-        let total = APP_HEADER_LEN + SCR_HEADER_LEN + SCR_REQUEST_LEN * requests.len();
-        let mut out = Vec::with_capacity(total);
-        encode_head(
-            &mut out,
-            SUBTYPE_SCR,
-            total,
-            self.sender_ssrc,
-            self.seqno,
-            self.media_ssrc,
-        );
+        let len = SCR_HEADER_LEN + SCR_REQUEST_LEN * requests.len();
+        let mut out = body_with_common(len, self.seqno, self.media_ssrc);
         out.extend_from_slice(&[requests.len() as u8, 0, 0, 0]);
         for request in requests {
             out.extend_from_slice(&request.csi.to_be_bytes());
@@ -252,7 +251,7 @@ impl Scr {
             out.extend_from_slice(&request.max_height.to_be_bytes());
             out.extend_from_slice(&[0, 0]);
         }
-        out
+        app_packet(SUBTYPE_SCR, self.sender_ssrc, &out)
     }
 
     /// Seed 000's log wording after "Video Send: ":
@@ -310,16 +309,8 @@ impl Sca {
     /// The standalone APP packet.
     pub fn encode(&self) -> Vec<u8> {
         let entries = &self.entries[..self.entries.len().min(MAX_ITEMS)];
-        let total = APP_HEADER_LEN + SCA_HEADER_LEN + SCA_ENTRY_LEN * entries.len();
-        let mut out = Vec::with_capacity(total);
-        encode_head(
-            &mut out,
-            SUBTYPE_SCA,
-            total,
-            self.sender_ssrc,
-            self.seqno,
-            self.media_ssrc,
-        );
+        let len = SCA_HEADER_LEN + SCA_ENTRY_LEN * entries.len();
+        let mut out = body_with_common(len, self.seqno, self.media_ssrc);
         out.extend_from_slice(&self.ack_seqno.to_be_bytes());
         out.push(self.num_total_sources);
         out.push(self.num_live_sources);
@@ -330,7 +321,7 @@ impl Sca {
             out.push(entry.state.code());
             out.extend_from_slice(&[0, 0]);
         }
-        out
+        app_packet(SUBTYPE_SCA, self.sender_ssrc, &out)
     }
 
     /// In the SCR's wording: `SCA [ver=1 seqno=2 sender_ssrc=0x… media_ssrc=0x00000000]
@@ -408,16 +399,21 @@ fn items<'a>(
 /// The SCA or SCR in an RTCP packet; `Ok(None)` for any other RTCP (another packet type, an
 /// APP of another name or too short to have one), which receivers skip.
 pub fn decode(packet: &RtcpPacket<'_>) -> Result<Option<Message>, MultistreamError> {
-    if packet.packet_type != APP_PACKET_TYPE {
+    // The length check comes first: rtcp-types' `App::data` would panic on a packet whose
+    // padding leaves less than the SSRC and name.
+    if packet.packet_type != APP_PACKET_TYPE || packet.body.len() < APP_HEADER_LEN - RTCP_HEADER_LEN
+    {
         return Ok(None);
     }
-    let Some((app, body)) = packet.body.split_first_chunk::<8>() else {
+    // Past rtcp_packets' framing and the checks above, rtcp-types accepts the packet.
+    let Ok(app) = App::parse(packet.bytes()) else {
         return Ok(None);
     };
-    if app[4..] != APP_NAME {
+    if app.name() != APP_NAME {
         return Ok(None);
     }
-    let sender_ssrc = be32(app, 0);
+    let sender_ssrc = app.ssrc();
+    let body = app.data();
     if body.len() < COMMON_LEN {
         return Err(MultistreamError::Truncated {
             what: "common header",
@@ -431,7 +427,7 @@ pub fn decode(packet: &RtcpPacket<'_>) -> Result<Option<Message>, MultistreamErr
     }
     let seqno = be16(body, 2);
     let media_ssrc = be32(body, 4);
-    match packet.count {
+    match app.subtype() {
         SUBTYPE_SCR => {
             if body.len() < SCR_HEADER_LEN {
                 return Err(MultistreamError::Truncated {
@@ -933,6 +929,32 @@ mod tests {
         padded.extend_from_slice(&[0, 0, 0, 4]);
         padded[3] += 1;
         assert_eq!(only(&padded), Ok(Message::Sca(sca)));
+    }
+
+    #[test]
+    fn padding_that_leaves_no_name_is_other_rtcp() {
+        // APP of 16 bytes whose padding (8) leaves only the SSRC: not an MSTR message, and no
+        // slicing past the name (rtcp-types' App::data would panic on it).
+        let datagram = [
+            0xa1, 204, 0, 3, 0, 0, 0, 9, b'M', b'S', b'T', b'R', 0, 0, 0, 8,
+        ];
+        let packets: Vec<_> = rtcp_packets(&datagram).collect();
+        assert_eq!(packets.len(), 1);
+        assert_eq!(packets[0].as_ref().unwrap().body, &[0, 0, 0, 9]);
+        assert_eq!(decode_datagram(&datagram), vec![]);
+        // Padding that leaves the name but no body: an MSTR message too short.
+        let datagram = [
+            0xa1, 204, 0, 3, 0, 0, 0, 9, b'M', b'S', b'T', b'R', 1, 0, 0, 4,
+        ];
+        assert_eq!(
+            only(&datagram),
+            Err(MultistreamError::Truncated {
+                what: "common header",
+                len: 0,
+                needed: COMMON_LEN
+            })
+        );
+        assert_eq!(APP_NAME_STR.as_bytes(), APP_NAME);
     }
 
     #[test]

@@ -4,39 +4,60 @@
 //! carries the CSI, and the RTCP the device sends (sender report + SDES CNAME, BYE) and reads
 //! (any compound datagram, packet by packet).
 //!
+//! Over the maintained `rtp-types` and `rtcp-types` crates (sans I/O, the packet parsers and
+//! writers gst-plugins-rs uses), as `proto::stun` is over `stun-types`: they read and write the
+//! RTP header, CSRCs, extension header, payload and padding, and the RTCP packets (common
+//! header, sender report, SDES, BYE, and the APP packets `proto::multistream` carries). What
+//! they do not do is here, each piece saying why:
+//! - the RFC 8285 one-byte elements inside the header extension, which rtp-types carries as
+//!   opaque bytes: walking them, and the CSI element roomd writes ([`one_byte_elements`],
+//!   [`RtpPacket::one_byte_element`], [`write_with_csi`]);
+//! - reading a compound RTCP datagram packet by packet, the packets before a bad one included,
+//!   with the padding of each checked ([`rtcp_packets`]): rtcp-types' `Compound` refuses a whole
+//!   datagram for one bad packet (or for padding anywhere but in its last packet), and its
+//!   generic packet does not check that padding fits;
+//! - the error names ([`RtpError`]), which say which part of a packet does not fit;
+//! - [`demux`] (RFC 7983) and [`ntp_timestamp`], which neither crate has.
+//!
 //! Sans I/O. Parsing borrows from the datagram and allocates nothing (except
 //! [`one_byte_elements`], which returns a list); nothing here panics on any input: every byte
 //! string is either a packet or an [`RtpError`] naming what is wrong with it.
 
 use std::iter::FusedIterator;
-use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rtcp_types::prelude::*;
+use rtcp_types::utils::parser::{parse_length, parse_padding};
+use rtcp_types::{Bye, Compound, RtcpParseError, Sdes, SdesChunk, SdesItem, Unknown};
+use rtp_types::RtpParseError;
 
 /// The SDP `a=extmap` URI of the CSI header extension (a profile choice, not an IANA one).
 pub const CSI_EXTENSION_URI: &str = "urn:roomd:rtp-hdrext:csi";
 /// The extension id roomd offers for the CSI; the answer's id wins.
 pub const DEFAULT_CSI_EXTENSION_ID: u8 = 3;
 /// The fixed RTP header (before CSRCs and extension).
-pub const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = rtp_types::RtpPacket::MIN_RTP_PACKET_LEN;
 /// The RFC 8285 one-byte-form profile ("defined by profile" field of the extension header).
 pub const ONE_BYTE_PROFILE: u16 = 0xBEDE;
 /// The RTCP common header (V/P/count, packet type, length).
-pub const RTCP_HEADER_LEN: usize = 4;
+pub const RTCP_HEADER_LEN: usize = <Unknown<'static> as rtcp_types::RtcpPacket>::MIN_PACKET_LEN;
 /// RTCP sender report.
-pub const PT_SR: u8 = 200;
+pub const PT_SR: u8 = <rtcp_types::SenderReport<'static> as rtcp_types::RtcpPacket>::PACKET_TYPE;
 /// RTCP source description.
-pub const PT_SDES: u8 = 202;
+pub const PT_SDES: u8 = <Sdes<'static> as rtcp_types::RtcpPacket>::PACKET_TYPE;
 /// RTCP goodbye.
-pub const PT_BYE: u8 = 203;
+pub const PT_BYE: u8 = <Bye<'static> as rtcp_types::RtcpPacket>::PACKET_TYPE;
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// The CSI extension as roomd writes it: header, one element, padding.
 const CSI_EXTENSION_LEN: usize = 12;
-/// SDES item type CNAME.
-const SDES_CNAME: u8 = 1;
 /// The most sources one BYE packet can list (5-bit count).
-const MAX_BYE_SOURCES: usize = 31;
+const MAX_BYE_SOURCES: usize = <Bye<'static> as rtcp_types::RtcpPacket>::MAX_COUNT as usize;
+/// A sender report's sender info, after the common header.
+const SENDER_INFO_LEN: usize = 24;
+/// One report block of a sender or receiver report.
+const REPORT_BLOCK_LEN: usize = 24;
 
 /// What an incoming datagram on the BUNDLE socket is (RFC 7983 / RFC 5761).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,92 +151,68 @@ pub enum RtpError {
     SenderReportTruncated { len: usize, needed: usize },
 }
 
-/// Where the parts of an RTP packet are, every length checked: the one validation both
-/// [`parse`] and [`write_with_csi`] use, so a packet one accepts the other accepts too.
-struct Layout {
-    csrc_end: usize,
-    extension: Option<(u16, Range<usize>)>,
-    extension_end: usize,
-    payload_end: usize,
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn layout(datagram: &[u8]) -> Result<Layout, RtpError> {
+/// rtp-types' refusal of `datagram` in the words of [`RtpError`], which name the part that does
+/// not fit. rtp-types checks the parts in order (fixed header, version, CSRCs, extension
+/// header, extension data, padding) and reports how long the packet must be for the first
+/// part that does not fit, so that length tells which part it was.
+fn rtp_error(datagram: &[u8], error: RtpParseError) -> RtpError {
     let len = datagram.len();
-    if len < HEADER_LEN {
-        return Err(RtpError::TooShort { len });
-    }
-    let first = datagram[0];
-    let version = first >> 6;
-    if version != 2 {
-        return Err(RtpError::Version { version });
-    }
+    let needed = match error {
+        RtpParseError::UnsupportedVersion(version) => return RtpError::Version { version },
+        RtpParseError::Truncated { expected, .. } => Some(expected),
+        RtpParseError::PaddingInvalid(_) => None,
+    };
+    let Some(&first) = datagram.first().filter(|_| len >= HEADER_LEN) else {
+        return RtpError::TooShort { len };
+    };
     let count = usize::from(first & 0x0f);
     let csrc_end = HEADER_LEN + 4 * count;
-    if len < csrc_end {
-        return Err(RtpError::Csrcs { len, count });
+    let extension = first & 0x10 != 0;
+    let words = datagram
+        .get(csrc_end + 2..csrc_end + 4)
+        .map_or(0, |w| u16::from_be_bytes([w[0], w[1]]));
+    let payload_start = if extension {
+        csrc_end + 4 + 4 * usize::from(words)
+    } else {
+        csrc_end
+    };
+    match needed {
+        Some(needed) if needed == csrc_end => RtpError::Csrcs { len, count },
+        Some(needed) if extension && needed == csrc_end + 4 => RtpError::ExtensionHeader { len },
+        Some(needed) if extension && needed == payload_start => RtpError::Extension { words, len },
+        // The padding count (the last byte, itself included) is 0 or more than what follows the
+        // header.
+        _ => RtpError::Padding {
+            padding: usize::from(datagram[len - 1]),
+            available: len.saturating_sub(payload_start),
+        },
     }
-    let (extension, extension_end) = if first & 0x10 != 0 {
-        let Some(head) = datagram.get(csrc_end..csrc_end + 4) else {
-            return Err(RtpError::ExtensionHeader { len });
-        };
-        let profile = be16(head, 0);
-        let words = be16(head, 2);
-        let start = csrc_end + 4;
-        let end = start + 4 * usize::from(words);
-        if end > len {
-            return Err(RtpError::Extension { words, len });
-        }
-        (Some((profile, start..end)), end)
-    } else {
-        (None, csrc_end)
-    };
-    let payload_end = if first & 0x20 != 0 {
-        // The last byte counts the padding, itself included, so it is at least 1.
-        let padding = usize::from(datagram[len - 1]);
-        let available = len - extension_end;
-        if padding == 0 || padding > available {
-            return Err(RtpError::Padding { padding, available });
-        }
-        len - padding
-    } else {
-        len
-    };
-    Ok(Layout {
-        csrc_end,
-        extension,
-        extension_end,
-        payload_end,
-    })
 }
 
 /// Reads an RTP packet: version 2, CSRCs, extension and padding all within the datagram.
 pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
-    let layout = layout(datagram)?;
+    let packet = rtp_types::RtpPacket::parse(datagram).map_err(|e| rtp_error(datagram, e))?;
+    // rtp-types lends the extension and payload for as long as its packet value, not the
+    // datagram: they are cut from the datagram at its offsets.
+    let payload_start = packet.payload_offset();
     Ok(RtpPacket {
         header: RtpHeader {
-            marker: datagram[1] & 0x80 != 0,
-            payload_type: datagram[1] & 0x7f,
-            sequence: be16(datagram, 2),
-            timestamp: be32(datagram, 4),
-            ssrc: be32(datagram, 8),
+            marker: packet.marker_bit(),
+            payload_type: packet.payload_type(),
+            sequence: packet.sequence_number(),
+            timestamp: packet.timestamp(),
+            ssrc: packet.ssrc(),
         },
-        extension: layout.extension.map(|(profile, range)| Extension {
+        extension: packet.extension().map(|(profile, _)| Extension {
             profile,
-            data: &datagram[range],
+            data: &datagram[payload_start - packet.extension_len()..payload_start],
         }),
-        payload: &datagram[layout.extension_end..layout.payload_end],
+        payload: &datagram[payload_start..payload_start + packet.payload_len()],
     })
 }
 
-/// RFC 8285 §4.2 one-byte elements, walked without allocating.
+/// RFC 8285 §4.2 one-byte elements, walked without allocating (rtp-types leaves the extension
+/// data to the profile).
 struct OneByteElements<'a> {
     rest: &'a [u8],
 }
@@ -297,6 +294,14 @@ pub fn with_csi(packet: &[u8], ssrc: u32, ext_id: u8, csi: u32) -> Result<Vec<u8
     Ok(out)
 }
 
+/// The data of the §7 CSI extension (rtp-types writes the profile and length words before
+/// it): the one-byte element `(ext_id << 4) | 3` (a 4-byte value), the CSI big-endian, then
+/// three zero padding bytes to the 32-bit boundary.
+fn csi_extension_data(ext_id: u8, csi: u32) -> [u8; 8] {
+    let [a, b, c, d] = csi.to_be_bytes();
+    [(ext_id << 4) | 3, a, b, c, d, 0, 0, 0]
+}
+
 /// Rewrites a payloader's packet into `out` (cleared first, so the send path reuses one
 /// buffer): sets the SSRC (payloaders do not know the offer's SSRCs), sets the X bit and writes
 /// the §7 extension — profile 0xBEDE, length 2 words, element `(ext_id << 4) | 3`, the CSI
@@ -315,18 +320,23 @@ pub fn write_with_csi(
     if !(1..=14).contains(&ext_id) {
         return Err(RtpError::ExtensionId { id: ext_id });
     }
-    let layout = layout(packet)?;
+    let extension = csi_extension_data(ext_id, csi);
+    let parsed = rtp_types::RtpPacket::parse(packet).map_err(|e| rtp_error(packet, e))?;
     out.reserve(packet.len() + CSI_EXTENSION_LEN);
-    out.push(packet[0] | 0x10);
-    out.extend_from_slice(&packet[1..8]);
-    out.extend_from_slice(&ssrc.to_be_bytes());
-    out.extend_from_slice(&packet[HEADER_LEN..layout.csrc_end]);
-    out.extend_from_slice(&ONE_BYTE_PROFILE.to_be_bytes());
-    out.extend_from_slice(&2u16.to_be_bytes());
-    out.push((ext_id << 4) | 3);
-    out.extend_from_slice(&csi.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&packet[layout.extension_end..]);
+    // Unchecked: what rtp-types' checks would refuse cannot come from a parsed packet (a 7-bit
+    // payload type, at most 15 CSRCs, a padding count over 0) and an 8-byte extension.
+    parsed
+        .as_builder()
+        .ssrc(ssrc)
+        .extension(ONE_BYTE_PROFILE, &extension[..])
+        .write_into_vec_unchecked(out);
+    // rtp-types writes padding as zeros and the count: the payloader's own padding bytes are
+    // put back, so everything after the extension is as the payloader wrote it.
+    if let Some(padding) = parsed.padding() {
+        let padding = usize::from(padding);
+        let start = out.len() - padding;
+        out[start..].copy_from_slice(&packet[packet.len() - padding..]);
+    }
     Ok(())
 }
 
@@ -342,12 +352,23 @@ pub struct SenderReport {
     pub octet_count: u32,
 }
 
-/// Writes an RTCP common header.
-fn rtcp_header(out: &mut Vec<u8>, count: u8, packet_type: u8, body_len: usize) {
-    out.push(0x80 | (count & 0x1f));
-    out.push(packet_type);
-    // Every caller's body is a few hundred bytes at most, far from 2^18.
-    out.extend_from_slice(&((body_len / 4) as u16).to_be_bytes());
+/// The bytes of an RTCP packet or compound that rtcp-types' builders describe. Every builder
+/// roomd makes is within rtcp-types' limits (a CNAME of at most 255 bytes, at most 31 sources a
+/// BYE, APP data in whole 32-bit words, no padding), which its size check confirms; were one
+/// not, nothing would be written rather than a panic.
+pub(crate) fn write_rtcp(packet: &impl RtcpPacketWriter) -> Vec<u8> {
+    let size = packet.calculate_size();
+    debug_assert!(
+        size.is_ok(),
+        "RTCP builder out of rtcp-types' limits: {size:?}"
+    );
+    let Ok(size) = size else {
+        return Vec::new();
+    };
+    let mut out = vec![0; size];
+    let written = packet.write_into_unchecked(&mut out);
+    out.truncate(written);
+    out
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -366,41 +387,35 @@ fn truncate_str(s: &str, max: usize) -> &str {
 /// one byte).
 pub fn sender_report_compound(report: &SenderReport, cname: &str) -> Vec<u8> {
     let cname = truncate_str(cname, 255);
-    let chunk = 4 + 2 + cname.len();
-    // At least one null octet ends the item list, then up to the next 32-bit boundary.
-    let padded = (chunk / 4 + 1) * 4;
-    let mut out = Vec::with_capacity(28 + RTCP_HEADER_LEN + padded);
-    rtcp_header(&mut out, 0, PT_SR, 24);
-    out.extend_from_slice(&report.ssrc.to_be_bytes());
-    out.extend_from_slice(&report.ntp.to_be_bytes());
-    out.extend_from_slice(&report.rtp_timestamp.to_be_bytes());
-    out.extend_from_slice(&report.packet_count.to_be_bytes());
-    out.extend_from_slice(&report.octet_count.to_be_bytes());
-    rtcp_header(&mut out, 1, PT_SDES, padded);
-    out.extend_from_slice(&report.ssrc.to_be_bytes());
-    out.push(SDES_CNAME);
-    out.push(cname.len() as u8);
-    out.extend_from_slice(cname.as_bytes());
-    out.resize(out.len() + padded - chunk, 0);
-    out
+    write_rtcp(
+        &Compound::builder()
+            .add_packet(
+                rtcp_types::SenderReport::builder(report.ssrc)
+                    .ntp_timestamp(report.ntp)
+                    .rtp_timestamp(report.rtp_timestamp)
+                    .packet_count(report.packet_count)
+                    .octet_count(report.octet_count),
+            )
+            .add_packet(Sdes::builder().add_chunk(
+                SdesChunk::builder(report.ssrc).add_item(SdesItem::builder(SdesItem::CNAME, cname)),
+            )),
+    )
 }
 
 /// The teardown BYE (PT 203) listing `ssrcs`. One packet holds at most 31 sources (5-bit
 /// count), so more become several BYE packets in the one compound datagram.
 pub fn bye(ssrcs: &[u32]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(RTCP_HEADER_LEN * (1 + ssrcs.len() / MAX_BYE_SOURCES) + 4 * ssrcs.len());
-    let mut chunks = ssrcs.chunks(MAX_BYE_SOURCES).peekable();
-    if chunks.peek().is_none() {
-        rtcp_header(&mut out, 0, PT_BYE, 0);
+    let mut compound = Compound::builder();
+    if ssrcs.is_empty() {
+        compound = compound.add_packet(Bye::builder());
     }
-    for chunk in chunks {
-        rtcp_header(&mut out, chunk.len() as u8, PT_BYE, 4 * chunk.len());
-        for ssrc in chunk {
-            out.extend_from_slice(&ssrc.to_be_bytes());
-        }
+    for chunk in ssrcs.chunks(MAX_BYE_SOURCES) {
+        let packet = chunk
+            .iter()
+            .fold(Bye::builder(), |packet, &ssrc| packet.add_source(ssrc));
+        compound = compound.add_packet(packet);
     }
-    out
+    write_rtcp(&compound)
 }
 
 /// The 64-bit NTP timestamp of `at`: seconds since 1900 in the high 32 bits (wrapping into
@@ -424,6 +439,16 @@ pub struct RtcpPacket<'a> {
     pub packet_type: u8,
     /// What follows the 4-byte common header, padding removed.
     pub body: &'a [u8],
+    /// The whole packet, header and padding included.
+    bytes: &'a [u8],
+}
+
+impl<'a> RtcpPacket<'a> {
+    /// The whole packet, common header and padding included: what rtcp-types' parsers of the
+    /// packet types read.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
 }
 
 /// The RTCP packets of a datagram, in order; see [`rtcp_packets`].
@@ -438,20 +463,21 @@ fn rtcp_packet(datagram: &[u8]) -> Result<(RtcpPacket<'_>, usize), RtpError> {
     if available < RTCP_HEADER_LEN {
         return Err(RtpError::RtcpTooShort { len: available });
     }
-    let version = datagram[0] >> 6;
-    if version != 2 {
-        return Err(RtpError::RtcpVersion { version });
-    }
-    let announced = (usize::from(be16(datagram, 2)) + 1) * 4;
-    if announced > available {
-        return Err(RtpError::RtcpLength {
+    let announced = parse_length(datagram);
+    let bytes = &datagram[..announced.min(available)];
+    let packet = Unknown::parse(bytes).map_err(|e| match e {
+        RtcpParseError::UnsupportedVersion(version) => RtpError::RtcpVersion { version },
+        // For 4 bytes or more, the one other refusal: fewer bytes than announced.
+        _ => RtpError::RtcpLength {
             announced,
             available,
-        });
-    }
-    let mut body = &datagram[RTCP_HEADER_LEN..announced];
-    if datagram[0] & 0x20 != 0 {
-        let padding = usize::from(datagram[announced - 1]);
+        },
+    })?;
+    // rtcp-types leaves padding to the parsers of the packet types, which only refuse a count
+    // of 0: whether it fits in the packet is checked here, for every packet type.
+    let mut body = &bytes[RTCP_HEADER_LEN..];
+    if let Some(padding) = parse_padding(bytes) {
+        let padding = usize::from(padding);
         if padding == 0 || padding > body.len() {
             return Err(RtpError::RtcpPadding {
                 padding,
@@ -462,9 +488,10 @@ fn rtcp_packet(datagram: &[u8]) -> Result<(RtcpPacket<'_>, usize), RtpError> {
     }
     Ok((
         RtcpPacket {
-            count: datagram[0] & 0x1f,
-            packet_type: datagram[1],
+            count: packet.count(),
+            packet_type: packet.type_(),
             body,
+            bytes,
         },
         announced,
     ))
@@ -495,6 +522,10 @@ impl FusedIterator for RtcpPackets<'_> {}
 
 /// The RTCP packets of a datagram (one, or a compound), each checked against its own length
 /// field; stops after the first error. Receivers handle each packet they understand (§7).
+///
+/// rtcp-types' `Compound` is not used: it refuses the whole datagram when one packet is bad,
+/// where receivers still handle the packets before it, and padding anywhere but in the last
+/// packet, which roomd accepts.
 pub fn rtcp_packets(datagram: &[u8]) -> RtcpPackets<'_> {
     RtcpPackets { rest: datagram }
 }
@@ -518,22 +549,28 @@ impl<'a> ParsedSenderReport<'a> {
             });
         }
         let body = packet.body;
-        let blocks_end = 24 + 24 * usize::from(packet.count);
+        let blocks_end = SENDER_INFO_LEN + REPORT_BLOCK_LEN * usize::from(packet.count);
+        let truncated = RtpError::SenderReportTruncated {
+            len: body.len(),
+            needed: blocks_end,
+        };
+        // rtcp-types counts the padding towards the report blocks; roomd does not.
         if body.len() < blocks_end {
-            return Err(RtpError::SenderReportTruncated {
-                len: body.len(),
-                needed: blocks_end,
-            });
+            return Err(truncated);
         }
+        // Past the checks above and rtcp_packets' framing, rtcp-types accepts the packet.
+        let Ok(sr) = rtcp_types::SenderReport::parse(packet.bytes) else {
+            return Err(truncated);
+        };
         Ok(Self {
             report: SenderReport {
-                ssrc: be32(body, 0),
-                ntp: (u64::from(be32(body, 4)) << 32) | u64::from(be32(body, 8)),
-                rtp_timestamp: be32(body, 12),
-                packet_count: be32(body, 16),
-                octet_count: be32(body, 20),
+                ssrc: sr.ssrc(),
+                ntp: sr.ntp_timestamp(),
+                rtp_timestamp: sr.rtp_timestamp(),
+                packet_count: sr.packet_count(),
+                octet_count: sr.octet_count(),
             },
-            report_blocks: &body[24..blocks_end],
+            report_blocks: &body[SENDER_INFO_LEN..blocks_end],
             profile_extension: &body[blocks_end..],
         })
     }
@@ -812,6 +849,17 @@ mod tests {
         assert_eq!(packet.csi(14), Some(0x101));
         assert_eq!(packet.header.sequence, 9);
         assert_eq!(packet.header.timestamp, 256);
+    }
+
+    #[test]
+    fn with_csi_keeps_the_payloaders_padding_bytes() {
+        // Padding bytes other than the count are the sender's to choose (RFC 3550 §5.1).
+        let mut bytes = plain(b"ab");
+        bytes[0] |= 0x20;
+        bytes.extend_from_slice(&[7, 8, 3]);
+        let out = with_csi(&bytes, 1, 3, 2).unwrap();
+        assert_eq!(&out[HEADER_LEN + 12..], &[b'a', b'b', 7, 8, 3]);
+        assert_eq!(parse(&out).unwrap().payload, b"ab");
     }
 
     #[test]
