@@ -12,20 +12,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
+use roomd::api::xapi::XapiServer;
 use roomd::api::xapi::auth::set_password;
-use roomd::api::xapi::commands::Backends;
-use roomd::api::xapi::document::Configuration;
-use roomd::api::xapi::{XapiContext, XapiServer};
-use roomd::bookings::store::BookingsStore;
 use roomd::config::XapiConfig;
-use roomd::daemon::room::Room;
-use roomd::daemon::session::SessionHandle;
-use roomd::daemon::status::DeviceStatus;
 use roomd::shutdown::Tasks;
 use roomd::store::StateDir;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -86,25 +80,7 @@ async fn roomd_latencies(rounds: usize) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::open(dir.path().join("state")).unwrap();
     set_password(&state, "admin", "bench-password").unwrap();
-    let (bookings, _) = BookingsStore::open(&state, 300);
-    let (status, _) = watch::channel(DeviceStatus::new("sim", "https://gds.invalid"));
-    let (commands, _) = mpsc::channel(1);
-    let ctx = XapiContext::new(
-        Backends {
-            room: Room::new(
-                status.clone(),
-                bookings.clone(),
-                roomd::calls::Calls::detached(status.clone()),
-            ),
-            bookings,
-            session: SessionHandle::new(commands),
-        },
-        status.clone(),
-        watch::channel(Configuration::default()).0,
-        state,
-        Instant::now(),
-        64,
-    );
+    let (ctx, status) = roomd_testkit::daemon::detached_xapi_context(state, 64);
     let config = XapiConfig {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         ..XapiConfig::default()
@@ -140,7 +116,7 @@ async fn roomd_latencies(rounds: usize) -> Vec<u64> {
     }
     let status = Arc::new(status);
     let latencies = measure(rounds, rx, |level| {
-        status.send_modify(|s| s.audio.volume = level as u8)
+        status.send_modify(|s| s.controls.volume = level as u8)
     })
     .await;
     tasks.shutdown(Duration::from_secs(5)).await.unwrap();

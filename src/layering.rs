@@ -28,7 +28,10 @@ impl Map {
             for link in cells[1].split(',') {
                 let module = link.trim().trim_start_matches("[`").trim_end_matches("`]");
                 assert!(
-                    !module.is_empty() && module.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == ':'),
+                    !module.is_empty()
+                        && module
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c == '_' || c == ':'),
                     "lib.rs map, floor {:?}: {link:?} is not a [`module`] link",
                     cells[0]
                 );
@@ -158,7 +161,12 @@ fn edges(root: &Path, map: &Map) -> Vec<Edge> {
         }
         let from = map
             .unit_of(&module)
-            .unwrap_or_else(|| panic!("{}: module {module} is on no floor of lib.rs's map", file.display()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: module {module} is on no floor of lib.rs's map",
+                    file.display()
+                )
+            })
             .to_owned();
         // Code sits in the file's module, except in its unit-test module (`mod tests {`, by
         // convention the file's last item), one level deeper.
@@ -180,7 +188,12 @@ fn edges(root: &Path, map: &Map) -> Vec<Edge> {
                     edges.push(Edge {
                         from: from.clone(),
                         to: to.to_owned(),
-                        at: format!("{}:{}: {}", file.strip_prefix(root).unwrap().display(), n + 1, line.trim()),
+                        at: format!(
+                            "{}:{}: {}",
+                            file.strip_prefix(root).unwrap().display(),
+                            n + 1,
+                            line.trim()
+                        ),
                     });
                 }
             }
@@ -203,7 +216,8 @@ fn find_cycle(graph: &BTreeMap<&str, BTreeSet<&str>>) -> Option<Vec<String>> {
             match state.get(next) {
                 Some(1) => {
                     let start = stack.iter().position(|n| *n == next).expect("on the stack");
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| s.to_string()).collect();
                     cycle.push(next.to_owned());
                     return Some(cycle);
                 }
@@ -238,8 +252,14 @@ fn every_import_goes_to_the_same_floor_or_one_above_and_none_in_a_circle() {
 
     // Every top-level module of lib.rs is on the map.
     for line in lib.lines() {
-        if let Some(name) = line.strip_prefix("pub mod ").and_then(|l| l.strip_suffix(';')) {
-            assert!(map.units.contains_key(name), "lib.rs: `pub mod {name}` is on no floor of the map");
+        if let Some(name) = line
+            .strip_prefix("pub mod ")
+            .and_then(|l| l.strip_suffix(';'))
+        {
+            assert!(
+                map.units.contains_key(name),
+                "lib.rs: `pub mod {name}` is on no floor of the map"
+            );
         }
     }
 
@@ -250,7 +270,10 @@ fn every_import_goes_to_the_same_floor_or_one_above_and_none_in_a_circle() {
         .map(|e| {
             format!(
                 "{} ({}, floor {:?}) imports {} (floor {:?})",
-                e.at, e.from, map.floor_names[map.units[e.from.as_str()]], e.to,
+                e.at,
+                e.from,
+                map.floor_names[map.units[e.from.as_str()]],
+                e.to,
                 map.floor_names[map.units[e.to.as_str()]]
             )
         })
@@ -259,7 +282,10 @@ fn every_import_goes_to_the_same_floor_or_one_above_and_none_in_a_circle() {
 
     let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for e in &edges {
-        graph.entry(e.from.as_str()).or_default().insert(e.to.as_str());
+        graph
+            .entry(e.from.as_str())
+            .or_default()
+            .insert(e.to.as_str());
     }
     if let Some(cycle) = find_cycle(&graph) {
         let witnesses: Vec<&str> = cycle
@@ -267,7 +293,11 @@ fn every_import_goes_to_the_same_floor_or_one_above_and_none_in_a_circle() {
             .filter_map(|w| edges.iter().find(|e| e.from == w[0] && e.to == w[1]))
             .map(|e| e.at.as_str())
             .collect();
-        panic!("modules import each other in a circle: {}\n{}", cycle.join(" → "), witnesses.join("\n"));
+        panic!(
+            "modules import each other in a circle: {}\n{}",
+            cycle.join(" → "),
+            witnesses.join("\n")
+        );
     }
 }
 
@@ -284,10 +314,7 @@ fn the_check_sees_upward_imports_and_circles() {
         ["b::e::F", "b::c::G"]
     );
     assert_eq!(imports("use super::super::a;", "b::c::tests"), ["b::a"]);
-    assert_eq!(
-        imports("use super::{x, y::Z};", "b::c"),
-        ["b::x", "b::y"]
-    );
+    assert_eq!(imports("use super::{x, y::Z};", "b::c"), ["b::x", "b::y"]);
     assert!(imports("// see mycrate::b", "").is_empty());
     let graph: BTreeMap<&str, BTreeSet<&str>> =
         [("a", BTreeSet::from(["b"])), ("b", BTreeSet::from(["a"]))].into();

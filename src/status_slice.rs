@@ -122,8 +122,14 @@ mod tests {
         watcher.borrow_and_update();
         assert!(!a.set(7), "the same value is no change");
         assert!(!watcher.has_changed().unwrap());
-        b.update(|b| b.push_str("x"));
-        assert_eq!(*watcher.borrow_and_update(), Root { a: 7, b: "x".into() });
+        b.update(|b| b.push('x'));
+        assert_eq!(
+            *watcher.borrow_and_update(),
+            Root {
+                a: 7,
+                b: "x".into()
+            }
+        );
         assert_eq!(a.read(|a| *a), 7);
         assert!(!a.modify(|a| {
             *a += 1;

@@ -16,8 +16,8 @@ use tracing::Instrument as _;
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
 use crate::session::SessionHandle;
-use crate::status::DeviceStatus;
 use crate::shutdown::Shutdown;
+use crate::status::DeviceStatus;
 
 /// Requests longer than this are refused: every real request is a few dozen bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;

@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 
 use crate::calls::CallView;
 use crate::clock::iso8601;
-use crate::proto::xtext::render_lines;
 use crate::hw::status::status_led_name;
 use crate::media::RoomControls;
 use crate::meeting_server::MeetingServerStatus;
+use crate::proto::xtext::render_lines;
 use crate::reachability::ReachabilityStatus;
 use crate::status::{ActivationState, DeviceStatus};
 
@@ -23,255 +23,255 @@ pub fn render(tree: &Value) -> String {
 /// The xStatus tree of the device status, RoomOS names where RoomOS has them.
 pub fn tree(status: &DeviceStatus, uptime: Duration) -> Value {
     let s = status;
-        let cloud = &s.cloud;
-        let mut discovery = json!({
-            "Url": cloud.gds_url,
-            "Status": cloud.state.as_str(),
-            "Detail": cloud.detail,
-            "Failures": cloud.failures,
-        });
-        if let Some(at) = cloud.last_checked {
-            discovery["LastChecked"] = json!(iso8601(at));
-        }
-        if let Some(next) = cloud.next_check {
-            discovery["NextCheckIn"] = json!(next.as_secs());
-        }
-        if let Some(id) = &cloud.tracking_id {
-            discovery["TrackingId"] = json!(id);
-        }
-        let mut activation = json!({ "Status": s.activation.as_str() });
-        match &s.activation {
-            ActivationState::Activated {
-                device_identifier,
-                org_id,
-            } => {
-                activation["DeviceIdentifier"] = json!(device_identifier);
-                activation["OrgId"] = json!(org_id);
-                activation["LockDown"] = json!("Locked");
-            }
-            ActivationState::NeedsActivation { reason } => {
-                activation["Reason"] = json!(reason);
-            }
-            _ => {}
-        }
-        let mut registration = json!({ "Status": s.registration.state.as_str() });
-        if let Some(url) = &s.registration.device_url {
-            registration["DeviceUrl"] = json!(url);
-        }
-        if let Some(detail) = &s.registration.detail {
-            registration["Detail"] = json!(detail);
-        }
-        registration["Refreshes"] = json!(s.registration.refreshes);
-        registration["TrustStore"] = json!({
-            "AdditionalCAs": s.registration.trust_list_cas,
-            "Refreshes": s.registration.trust_refreshes,
-        });
-        if let Some(at) = s.registration.token_expires_at {
-            registration["TokenExpires"] = json!(iso8601(at));
-            registration["TokenRefreshes"] = json!(s.registration.token_refreshes);
-        }
-        if !s.registration.features.is_empty() {
-            registration["Feature"] = json!(
-                s.registration
-                    .features
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (group, key, value))| json!({
-                        "id": i + 1, "Group": group, "Key": key, "Value": value
-                    }))
-                    .collect::<Vec<_>>()
-            );
-        }
-        let ws = &s.websocket;
-        let mut websocket = json!({
-            "Status": ws.state.as_str(),
-            "Connects": ws.connects,
-            "Reconnects": ws.reconnects,
-            "Switchovers": ws.switchovers,
-            "Events": ws.events,
-            "DuplicatesDropped": ws.duplicates,
-            "FramesDropped": ws.dropped_frames,
-            "SequenceGaps": ws.sequence_gaps,
-        });
-        if let Some(url) = &ws.url {
-            websocket["Url"] = json!(url);
-        }
-        if let Some(detail) = &ws.detail {
-            websocket["Detail"] = json!(detail);
-        }
-        if let Some(since) = ws.online_since {
-            websocket["OnlineSince"] = json!(iso8601(since));
-        }
-        if let Some(close) = &ws.last_close {
-            websocket["LastClose"] = json!(close);
-        }
-        if let Some(retry) = ws.next_retry {
-            websocket["NextRetryIn"] = json!(retry.as_secs_f64());
-        }
-        let mut tree = json!({
-            "SystemUnit": {
-                "State": s.system.as_str(),
-                "Software": { "Name": "roomd", "Version": env!("CARGO_PKG_VERSION") },
-                "Uptime": uptime.as_secs(),
-                "Hardware": { "Board": s.board },
-                "GStreamer": { "Version": s.gstreamer.clone().unwrap_or_else(|| "not initialised".into()) },
-            },
-            "Webex": {
-                "Status": s.registration.state.as_str(),
-                "Activation": activation,
-                "Registration": registration,
-                "Discovery": discovery,
-                "WebSocket": websocket,
-            },
-        });
-        let b = &s.bookings;
-        let mut bookings = json!({
-            "Current": { "Id": b.current_id.clone().unwrap_or_default() },
-            "Count": b.count,
-            "Pending": b.pending,
-            "Joinable": b.joinable.join(","),
-            "Cache": b.cache,
-            "CatchUp": { "Status": b.catch_up.to_string(), "Completed": b.catch_ups },
-            "KeysMissing": b.keys_missing,
-        });
-        if let Some(at) = b.last_catch_up {
-            bookings["CatchUp"]["LastCompleted"] = json!(iso8601(at));
-        }
-        if let Some(took) = b.catch_up_duration {
-            bookings["CatchUp"]["DurationMs"] = json!(took.as_millis() as u64);
-        }
-        tree["Bookings"] = bookings;
-        tree["Audio"] = audio(&s.controls);
-        tree["Video"] = video(&s.controls);
-        let mut calls = json!({
-            "Available": s.calls.available,
-            "DialRequests": s.calls.dial_requests,
-        });
-        if let Some(dial) = &s.calls.last_dial {
-            calls["LastDial"] = json!({
-                "Number": dial.number,
-                "BookingId": dial.booking_id.clone().unwrap_or_default(),
-                "Source": dial.source,
-                "At": iso8601(dial.at),
-            });
-        }
-        let view = |c: &CallView| {
-            let mut call = json!({
-                "id": c.id,
-                "Status": c.status.as_str(),
-                "Direction": c.direction.as_str(),
-                "Type": c.kind.as_str(),
-                "RemoteNumber": c.remote_number,
-                "DisplayName": c.display_name,
-                "Participants": c.participants,
-                "CorrelationId": c.correlation_id,
-                "Started": iso8601(c.started),
-                "Diagnostics": c.diagnostics.iter().map(|d| d.name).collect::<Vec<_>>().join(" "),
-            });
-            if let Some(url) = &c.locus_url {
-                call["LocusUrl"] = json!(url);
-            }
-            if let Some(at) = c.connected_at {
-                call["ConnectedAt"] = json!(iso8601(at));
-            }
-            if let Some(cause) = &c.end_cause {
-                call["EndCause"] = json!(cause);
-            }
-            if let Some(detail) = &c.end_detail {
-                call["EndDetail"] = json!(detail);
-            }
-            call
-        };
-        calls["Active"] = json!(s.calls.active.len());
-        calls["Call"] = json!(s.calls.active.iter().map(view).collect::<Vec<_>>());
-        calls["Ended"] = json!(s.calls.ended.iter().map(view).collect::<Vec<_>>());
-        if let Some(notice) = &s.calls.notice {
-            calls["Notice"] = json!(notice);
-        }
-        if !s.calls.moves.is_empty() {
-            calls["Move"] = json!(
-                s.calls
-                    .moves
-                    .iter()
-                    .map(|m| json!({
-                        "CallId": m.call_id, "Outcome": m.outcome.as_str(), "From": m.from, "To": m.to,
-                        "Name": m.name, "Detail": m.detail.clone().unwrap_or_default(),
-                    }))
-                    .collect::<Vec<_>>()
-            );
-        }
-        let l = &s.calls.locus;
-        calls["Locus"] = json!({
-            "Applied": l.applied, "Kept": l.kept, "Queued": l.queued, "Syncs": l.syncs,
-            "Desyncs": l.desyncs, "BadEvents": l.bad_events,
-        });
-        tree["Calls"] = calls;
-        if let Some(m) = &s.media.session {
-            tree["Media"] = json!({
-                "CallId": m.call_id,
-                "Node": m.node,
-                "Layout": m.layout.as_str(),
-                "Transmit": {
-                    "Video": { "Layer": m.layers.iter().map(|l| json!({
-                        "id": l.index + 1,
-                        "Ssrc": format!("{:#010x}", l.ssrc),
-                        "Csi": l.csi,
-                        "State": l.state.as_str(),
-                        "Resolution": format!("{}x{}", l.width, l.height),
-                        "FrameRate": l.fps,
-                        "BitrateKbps": l.bitrate_kbps,
-                        "Packets": l.packets,
-                    })).collect::<Vec<_>>() },
-                    "Audio": {
-                        "Ssrc": format!("{:#010x}", m.audio.ssrc),
-                        "Csi": m.audio.csi,
-                        "State": m.audio.state.as_str(),
-                        "Packets": m.audio.packets,
-                    },
-                },
-                "Receive": { "Stream": m.receive.iter().enumerate().map(|(i, r)| json!({
-                    "id": i + 1,
-                    "Ssrc": format!("{:#010x}", r.ssrc),
-                    "Csi": r.csi.map(|c| c.to_string()).unwrap_or_default(),
-                    "Packets": r.packets,
-                    "Frames": r.frames,
-                })).collect::<Vec<_>>() },
-                "Multistream": {
-                    "ScrReceived": m.scr_received,
-                    "ScaSent": m.sca_sent,
-                    "ScrSent": m.scr_sent,
-                    "ScaReceived": m.sca_received,
-                    "ScrResends": m.scr_resends,
-                    "ScrGaveUp": m.scr_gave_up,
-                    "ScrPending": m.scr_pending,
-                },
-            });
-        }
-        let hw = &s.hardware;
-        let mut gpio = json!({
-            "Backend": hw.gpio.as_str(),
-            "StatusLed": status_led_name(hw.status_led),
-            "MuteLed": on_off(hw.mute_led),
-            "MeetingLed": on_off(hw.meeting_led),
-            "PrivacySwitch": if hw.privacy_switch_closed { "Closed" } else { "Open" },
-            "JoinPresses": hw.join_presses,
-            "MutePresses": hw.mute_presses,
-        });
-        if let Some(detail) = &hw.detail {
-            gpio["Detail"] = json!(detail);
-        }
-        tree["SystemUnit"]["Hardware"]["Gpio"] = gpio;
-        tree["XAPI"] = json!({
-            "Listeners": s.xapi.listeners.join(" "),
-            "Sessions": s.xapi.sessions,
-            "LoginsRefused": s.xapi.logins_refused,
-        });
-        if let Some(ms) = &s.meeting_server {
-            tree["Conference"] = conference_tree(ms);
-        }
-        tree["Experimental"] = json!({ "CalliopeDiscovery": calliope_discovery(&s.reachability) });
-        tree
+    let cloud = &s.cloud;
+    let mut discovery = json!({
+        "Url": cloud.gds_url,
+        "Status": cloud.state.as_str(),
+        "Detail": cloud.detail,
+        "Failures": cloud.failures,
+    });
+    if let Some(at) = cloud.last_checked {
+        discovery["LastChecked"] = json!(iso8601(at));
     }
+    if let Some(next) = cloud.next_check {
+        discovery["NextCheckIn"] = json!(next.as_secs());
+    }
+    if let Some(id) = &cloud.tracking_id {
+        discovery["TrackingId"] = json!(id);
+    }
+    let mut activation = json!({ "Status": s.activation.as_str() });
+    match &s.activation {
+        ActivationState::Activated {
+            device_identifier,
+            org_id,
+        } => {
+            activation["DeviceIdentifier"] = json!(device_identifier);
+            activation["OrgId"] = json!(org_id);
+            activation["LockDown"] = json!("Locked");
+        }
+        ActivationState::NeedsActivation { reason } => {
+            activation["Reason"] = json!(reason);
+        }
+        _ => {}
+    }
+    let mut registration = json!({ "Status": s.registration.state.as_str() });
+    if let Some(url) = &s.registration.device_url {
+        registration["DeviceUrl"] = json!(url);
+    }
+    if let Some(detail) = &s.registration.detail {
+        registration["Detail"] = json!(detail);
+    }
+    registration["Refreshes"] = json!(s.registration.refreshes);
+    registration["TrustStore"] = json!({
+        "AdditionalCAs": s.registration.trust_list_cas,
+        "Refreshes": s.registration.trust_refreshes,
+    });
+    if let Some(at) = s.registration.token_expires_at {
+        registration["TokenExpires"] = json!(iso8601(at));
+        registration["TokenRefreshes"] = json!(s.registration.token_refreshes);
+    }
+    if !s.registration.features.is_empty() {
+        registration["Feature"] = json!(
+            s.registration
+                .features
+                .iter()
+                .enumerate()
+                .map(|(i, (group, key, value))| json!({
+                    "id": i + 1, "Group": group, "Key": key, "Value": value
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    let ws = &s.websocket;
+    let mut websocket = json!({
+        "Status": ws.state.as_str(),
+        "Connects": ws.connects,
+        "Reconnects": ws.reconnects,
+        "Switchovers": ws.switchovers,
+        "Events": ws.events,
+        "DuplicatesDropped": ws.duplicates,
+        "FramesDropped": ws.dropped_frames,
+        "SequenceGaps": ws.sequence_gaps,
+    });
+    if let Some(url) = &ws.url {
+        websocket["Url"] = json!(url);
+    }
+    if let Some(detail) = &ws.detail {
+        websocket["Detail"] = json!(detail);
+    }
+    if let Some(since) = ws.online_since {
+        websocket["OnlineSince"] = json!(iso8601(since));
+    }
+    if let Some(close) = &ws.last_close {
+        websocket["LastClose"] = json!(close);
+    }
+    if let Some(retry) = ws.next_retry {
+        websocket["NextRetryIn"] = json!(retry.as_secs_f64());
+    }
+    let mut tree = json!({
+        "SystemUnit": {
+            "State": s.system.as_str(),
+            "Software": { "Name": "roomd", "Version": env!("CARGO_PKG_VERSION") },
+            "Uptime": uptime.as_secs(),
+            "Hardware": { "Board": s.board },
+            "GStreamer": { "Version": s.gstreamer.clone().unwrap_or_else(|| "not initialised".into()) },
+        },
+        "Webex": {
+            "Status": s.registration.state.as_str(),
+            "Activation": activation,
+            "Registration": registration,
+            "Discovery": discovery,
+            "WebSocket": websocket,
+        },
+    });
+    let b = &s.bookings;
+    let mut bookings = json!({
+        "Current": { "Id": b.current_id.clone().unwrap_or_default() },
+        "Count": b.count,
+        "Pending": b.pending,
+        "Joinable": b.joinable.join(","),
+        "Cache": b.cache,
+        "CatchUp": { "Status": b.catch_up.to_string(), "Completed": b.catch_ups },
+        "KeysMissing": b.keys_missing,
+    });
+    if let Some(at) = b.last_catch_up {
+        bookings["CatchUp"]["LastCompleted"] = json!(iso8601(at));
+    }
+    if let Some(took) = b.catch_up_duration {
+        bookings["CatchUp"]["DurationMs"] = json!(took.as_millis() as u64);
+    }
+    tree["Bookings"] = bookings;
+    tree["Audio"] = audio(&s.controls);
+    tree["Video"] = video(&s.controls);
+    let mut calls = json!({
+        "Available": s.calls.available,
+        "DialRequests": s.calls.dial_requests,
+    });
+    if let Some(dial) = &s.calls.last_dial {
+        calls["LastDial"] = json!({
+            "Number": dial.number,
+            "BookingId": dial.booking_id.clone().unwrap_or_default(),
+            "Source": dial.source,
+            "At": iso8601(dial.at),
+        });
+    }
+    let view = |c: &CallView| {
+        let mut call = json!({
+            "id": c.id,
+            "Status": c.status.as_str(),
+            "Direction": c.direction.as_str(),
+            "Type": c.kind.as_str(),
+            "RemoteNumber": c.remote_number,
+            "DisplayName": c.display_name,
+            "Participants": c.participants,
+            "CorrelationId": c.correlation_id,
+            "Started": iso8601(c.started),
+            "Diagnostics": c.diagnostics.iter().map(|d| d.name).collect::<Vec<_>>().join(" "),
+        });
+        if let Some(url) = &c.locus_url {
+            call["LocusUrl"] = json!(url);
+        }
+        if let Some(at) = c.connected_at {
+            call["ConnectedAt"] = json!(iso8601(at));
+        }
+        if let Some(cause) = &c.end_cause {
+            call["EndCause"] = json!(cause);
+        }
+        if let Some(detail) = &c.end_detail {
+            call["EndDetail"] = json!(detail);
+        }
+        call
+    };
+    calls["Active"] = json!(s.calls.active.len());
+    calls["Call"] = json!(s.calls.active.iter().map(view).collect::<Vec<_>>());
+    calls["Ended"] = json!(s.calls.ended.iter().map(view).collect::<Vec<_>>());
+    if let Some(notice) = &s.calls.notice {
+        calls["Notice"] = json!(notice);
+    }
+    if !s.calls.moves.is_empty() {
+        calls["Move"] = json!(
+            s.calls
+                .moves
+                .iter()
+                .map(|m| json!({
+                    "CallId": m.call_id, "Outcome": m.outcome.as_str(), "From": m.from, "To": m.to,
+                    "Name": m.name, "Detail": m.detail.clone().unwrap_or_default(),
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    let l = &s.calls.locus;
+    calls["Locus"] = json!({
+        "Applied": l.applied, "Kept": l.kept, "Queued": l.queued, "Syncs": l.syncs,
+        "Desyncs": l.desyncs, "BadEvents": l.bad_events,
+    });
+    tree["Calls"] = calls;
+    if let Some(m) = &s.media.session {
+        tree["Media"] = json!({
+            "CallId": m.call_id,
+            "Node": m.node,
+            "Layout": m.layout.as_str(),
+            "Transmit": {
+                "Video": { "Layer": m.layers.iter().map(|l| json!({
+                    "id": l.index + 1,
+                    "Ssrc": format!("{:#010x}", l.ssrc),
+                    "Csi": l.csi,
+                    "State": l.state.as_str(),
+                    "Resolution": format!("{}x{}", l.width, l.height),
+                    "FrameRate": l.fps,
+                    "BitrateKbps": l.bitrate_kbps,
+                    "Packets": l.packets,
+                })).collect::<Vec<_>>() },
+                "Audio": {
+                    "Ssrc": format!("{:#010x}", m.audio.ssrc),
+                    "Csi": m.audio.csi,
+                    "State": m.audio.state.as_str(),
+                    "Packets": m.audio.packets,
+                },
+            },
+            "Receive": { "Stream": m.receive.iter().enumerate().map(|(i, r)| json!({
+                "id": i + 1,
+                "Ssrc": format!("{:#010x}", r.ssrc),
+                "Csi": r.csi.map(|c| c.to_string()).unwrap_or_default(),
+                "Packets": r.packets,
+                "Frames": r.frames,
+            })).collect::<Vec<_>>() },
+            "Multistream": {
+                "ScrReceived": m.scr_received,
+                "ScaSent": m.sca_sent,
+                "ScrSent": m.scr_sent,
+                "ScaReceived": m.sca_received,
+                "ScrResends": m.scr_resends,
+                "ScrGaveUp": m.scr_gave_up,
+                "ScrPending": m.scr_pending,
+            },
+        });
+    }
+    let hw = &s.hardware;
+    let mut gpio = json!({
+        "Backend": hw.gpio.as_str(),
+        "StatusLed": status_led_name(hw.status_led),
+        "MuteLed": on_off(hw.mute_led),
+        "MeetingLed": on_off(hw.meeting_led),
+        "PrivacySwitch": if hw.privacy_switch_closed { "Closed" } else { "Open" },
+        "JoinPresses": hw.join_presses,
+        "MutePresses": hw.mute_presses,
+    });
+    if let Some(detail) = &hw.detail {
+        gpio["Detail"] = json!(detail);
+    }
+    tree["SystemUnit"]["Hardware"]["Gpio"] = gpio;
+    tree["XAPI"] = json!({
+        "Listeners": s.xapi.listeners.join(" "),
+        "Sessions": s.xapi.sessions,
+        "LoginsRefused": s.xapi.logins_refused,
+    });
+    if let Some(ms) = &s.meeting_server {
+        tree["Conference"] = conference_tree(ms);
+    }
+    tree["Experimental"] = json!({ "CalliopeDiscovery": calliope_discovery(&s.reachability) });
+    tree
+}
 
 /// xStatus `Conference`: the Meeting Server connection and the conferences it reports.
 fn conference_tree(ms: &MeetingServerStatus) -> Value {
@@ -365,61 +365,61 @@ pub fn video(controls: &RoomControls) -> Value {
 /// The `Experimental CalliopeDiscovery` subtree: seed 000's `Best N …`, `DiscoveryTimeInSec`
 /// and `Status` first, then roomd's own counters.
 pub fn calliope_discovery(r: &ReachabilityStatus) -> Value {
-        let mut tree = Map::new();
-        if !r.best.is_empty() {
-            tree.insert(
-                "Best".into(),
-                Value::Array(
-                    r.best
-                        .iter()
-                        .map(|b| {
-                            json!({
-                                "id": b.transport.best_index(),
-                                "Cluster": b.cluster,
-                                "Ip": b.node.to_string(),
-                                "RTT": b.rtt_ms(),
-                                "Transport": b.transport.as_str(),
-                            })
+    let mut tree = Map::new();
+    if !r.best.is_empty() {
+        tree.insert(
+            "Best".into(),
+            Value::Array(
+                r.best
+                    .iter()
+                    .map(|b| {
+                        json!({
+                            "id": b.transport.best_index(),
+                            "Cluster": b.cluster,
+                            "Ip": b.node.to_string(),
+                            "RTT": b.rtt_ms(),
+                            "Transport": b.transport.as_str(),
                         })
-                        .collect(),
-                ),
-            );
-        }
-        if let Some(took) = r.discovery_time {
-            tree.insert("DiscoveryTimeInSec".into(), json!(took.as_secs()));
-        }
-        tree.insert("Status".into(), json!(r.state.as_str()));
-        if let Some(detail) = &r.detail {
-            tree.insert("Detail".into(), json!(detail));
-        }
-        tree.insert(
-            "Clusters".into(),
-            json!({
-                "Discovered": r.clusters_discovered,
-                "Reached": r.clusters_reached,
-                "ReachedUdp": r.reached_udp,
-                "ReachedTcp": r.reached_tcp,
-                "ReachedXtls": r.reached_xtls,
-            }),
+                    })
+                    .collect(),
+            ),
         );
-        tree.insert(
-            "Probes".into(),
-            json!({
-                "Sent": r.probes,
-                "Requests": r.requests_sent,
-                "IgnoredResponses": r.ignored_responses,
-                "PeakInFlight": r.peak_in_flight,
-            }),
-        );
-        tree.insert("Runs".into(), json!(r.runs));
-        if let Some(at) = r.last_completed {
-            tree.insert("LastCompleted".into(), json!(iso8601(at)));
-        }
-        if let Some(next) = r.next_run_in {
-            tree.insert("NextRunIn".into(), json!(next.as_secs()));
-        }
-        Value::Object(tree)
     }
+    if let Some(took) = r.discovery_time {
+        tree.insert("DiscoveryTimeInSec".into(), json!(took.as_secs()));
+    }
+    tree.insert("Status".into(), json!(r.state.as_str()));
+    if let Some(detail) = &r.detail {
+        tree.insert("Detail".into(), json!(detail));
+    }
+    tree.insert(
+        "Clusters".into(),
+        json!({
+            "Discovered": r.clusters_discovered,
+            "Reached": r.clusters_reached,
+            "ReachedUdp": r.reached_udp,
+            "ReachedTcp": r.reached_tcp,
+            "ReachedXtls": r.reached_xtls,
+        }),
+    );
+    tree.insert(
+        "Probes".into(),
+        json!({
+            "Sent": r.probes,
+            "Requests": r.requests_sent,
+            "IgnoredResponses": r.ignored_responses,
+            "PeakInFlight": r.peak_in_flight,
+        }),
+    );
+    tree.insert("Runs".into(), json!(r.runs));
+    if let Some(at) = r.last_completed {
+        tree.insert("LastCompleted".into(), json!(iso8601(at)));
+    }
+    if let Some(next) = r.next_run_in {
+        tree.insert("NextRunIn".into(), json!(next.as_secs()));
+    }
+    Value::Object(tree)
+}
 
 #[cfg(test)]
 mod tests {
@@ -442,7 +442,8 @@ mod tests {
     #[test]
     fn status_renders_like_seed_000() {
         let status = reachability_example();
-        let text = render(&json!({"Experimental": {"CalliopeDiscovery": calliope_discovery(&status)}}));
+        let text =
+            render(&json!({"Experimental": {"CalliopeDiscovery": calliope_discovery(&status)}}));
         assert!(text.starts_with(
             "*s Experimental CalliopeDiscovery Best 1 Cluster: \"b.b.*\"\n\
              *s Experimental CalliopeDiscovery Best 1 Ip: \"192.0.2.2:5004\"\n\
@@ -457,7 +458,6 @@ mod tests {
         ));
         assert!(text.contains("*s Experimental CalliopeDiscovery Probes IgnoredResponses: 0\n"));
     }
-
 
     /// A completed run as `reachability::report`'s tests build it: udp best b.b.* 25 ms,
     /// tcp c.c.*, xtls d.d.*.

@@ -32,7 +32,9 @@ pub enum CatchUpState {
     Running,
     Complete,
     /// Aborted: on a page (a page request failed), or before one (no page at all).
-    Failed { page: Option<u32> },
+    Failed {
+        page: Option<u32>,
+    },
 }
 
 impl fmt::Display for CatchUpState {

@@ -188,9 +188,8 @@ pub async fn run_obtp(
             let _ = store.inner.obtp.send(event);
         }
         status.modify(|s| {
-            let changed = s.current_id != current
-                || s.joinable != joinable
-                || (s.count, s.pending) != counts;
+            let changed =
+                s.current_id != current || s.joinable != joinable || (s.count, s.pending) != counts;
             s.current_id = current;
             s.joinable = joinable;
             (s.count, s.pending) = counts;

@@ -12,22 +12,22 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::diagnostics as diag;
 use super::state::{self, CallState, Derived, Direction, EndCause};
+use super::status::{CallKind, CallView, CallsStatus, DiagnosticRecord, MoveOutcome, MoveRecord};
 use super::{ice, sdp};
 use crate::cloud::locus::{JoinBody, LocusClient};
 use crate::config::MeetingUriRegex;
-use super::status::{CallKind, CallView, CallsStatus, DiagnosticRecord, MoveOutcome, MoveRecord};
-use crate::media::{MediaStatus, RoomControls};
-use crate::status_slice::StatusSlice;
 use crate::events::{EventBus, Namespace, Resync, ResyncReason};
 use crate::locus::tracker::{Applied, LocusTracker, SyncReason};
 use crate::media::plan::MediaPlan;
 use crate::media::session::{
     self as media_session, MediaEvent, MediaOptions, MediaSession, MediaStart,
 };
+use crate::media::{MediaStatus, RoomControls};
 use crate::platform::logging::message_id;
 use crate::proto::locus::{JoinAnswer, LocusDto, LocusType, Participant, ParticipantState};
 use crate::reachability::Reachability;
 use crate::shutdown::Shutdown;
+use crate::status_slice::StatusSlice;
 
 /// Ended calls kept in status.
 const ENDED_KEPT: usize = 5;
@@ -1145,7 +1145,10 @@ impl CallManager {
                 "nothing happened: leaving the old call failed ({e}); still in the first call"
             );
             tracing::error!(call_id = id, "move of call {id} failed: {detail}");
-            self.move_outcome(record(MoveOutcome::NothingHappened, Some(detail.clone())), &detail);
+            self.move_outcome(
+                record(MoveOutcome::NothingHappened, Some(detail.clone())),
+                &detail,
+            );
             return;
         }
         // Presentation does not carry over a move (seed 002); roomd does not share yet.
@@ -1190,7 +1193,10 @@ impl CallManager {
                         "connected to the wrong meeting: asked to join {name} ({to}), now in {landed_name} ({landed})"
                     );
                     tracing::error!(call_id = id, "move of call {id}: {detail}");
-                    self.move_outcome(record(MoveOutcome::WrongMeeting, Some(detail.clone())), &detail);
+                    self.move_outcome(
+                        record(MoveOutcome::WrongMeeting, Some(detail.clone())),
+                        &detail,
+                    );
                 } else {
                     let text = format!("You have been moved to a new call. Now in {name}");
                     tracing::info!(call_id = id, "{text}");

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::cloud::gds::GdsClient;
-use crate::status::{CloudState, DeviceStatus};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpError;
 use crate::platform::logging::message_id;
 use crate::shutdown::Shutdown;
+use crate::status::{CloudState, DeviceStatus};
 
 pub async fn monitor(
     client: GdsClient,

@@ -3,12 +3,12 @@
 
 use tokio::sync::watch;
 
-use crate::room::Room;
-use crate::status::DeviceStatus;
 use crate::events::{Event, EventBus, Namespace};
 use crate::platform::logging::message_id;
 use crate::proto::wdm::FeatureToggle;
+use crate::room::Room;
 use crate::shutdown::Shutdown;
+use crate::status::DeviceStatus;
 
 /// Events that may wait unread per consumer.
 const QUEUE: usize = 64;

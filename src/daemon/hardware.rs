@@ -9,16 +9,16 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_hal_async::digital::Wait;
 use tokio::sync::{mpsc, watch};
 
-use crate::room::Room;
 use crate::calls::CallState;
 use crate::cloud::mercury::WsState;
 use crate::hw::GpioState;
-use crate::status::{ActivationState, DeviceStatus, RegistrationState, SystemState};
 use crate::hw::board::Board;
 use crate::hw::board::{GpioBackend, GpioRole};
 use crate::hw::gpio::{self, ButtonPress, DEFAULT_SETTLE, LedPattern, SimGpio};
 use crate::platform::logging::{Subsystem, message_id};
+use crate::room::Room;
 use crate::shutdown::{Shutdown, Tasks};
+use crate::status::{ActivationState, DeviceStatus, RegistrationState, SystemState};
 
 /// The status LED's pattern for a device state.
 pub fn status_pattern(status: &DeviceStatus) -> LedPattern {

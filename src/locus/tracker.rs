@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
-use crate::proto::locus::sequence::{self, Sequence, UpdateAction, update_action};
 use crate::proto::locus::LocusDto;
+use crate::proto::locus::sequence::{self, Sequence, UpdateAction, update_action};
 
 /// More queued deltas than this → sync.
 pub const MAX_QUEUED: usize = 5;

@@ -170,7 +170,10 @@ mod tests {
             receive_requests(LayoutFamily::Prominent),
             overlay[..5].to_vec()
         );
-        assert_eq!(receive_requests(LayoutFamily::Single), overlay[..1].to_vec());
+        assert_eq!(
+            receive_requests(LayoutFamily::Single),
+            overlay[..1].to_vec()
+        );
         let equal = receive_requests(LayoutFamily::Equal);
         assert_eq!(equal.len(), 4);
         for tile in equal {

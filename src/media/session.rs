@@ -19,10 +19,10 @@ use futures_util::StreamExt as _;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::controls::RoomControls;
 use super::graph::{GraphSpec, VIDEO_PT};
 use super::gst::MediaError;
 use super::layers::{self, Capture, LayerConfig};
-use super::controls::RoomControls;
 use super::layout::{self, LayoutFamily};
 use super::plan::MediaPlan;
 use super::receive_pipeline::ReceivePipeline;
@@ -32,8 +32,8 @@ use super::status::{
     MediaView,
 };
 use crate::proto::multistream::{Message, Sca, ScaEntry, Scr, SourceState};
-use crate::status_slice::StatusSlice;
 use crate::proto::rtp::{self, Demux, SenderReport};
+use crate::status_slice::StatusSlice;
 
 /// Diagnostic events the media engine raises (wire profile §5).
 pub mod events {

@@ -148,7 +148,8 @@ impl MeetingServerClient {
         session: &mut EventsSession,
         shutdown: &mut Shutdown,
     ) -> Result<Ended, MeetingServerError> {
-        self.status.send_modify(|s| s.state = ConnectionState::Connecting);
+        self.status
+            .send_modify(|s| s.state = ConnectionState::Connecting);
         let _slot = ConnectionSlot::acquire(&self.authority)?;
         let token = self.auth_token().await?;
         let url = format!(

@@ -56,4 +56,3 @@ fn walk(value: &Value, path: &mut Vec<String>, out: &mut String, marker: &str) {
         }
     }
 }
-

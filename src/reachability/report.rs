@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-
 /// A STUN transport, in the order ties are broken (udp, tcp, xtls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {

@@ -26,7 +26,6 @@ use crate::cloud::mercury::{MercuryConfig, MercuryStatus, Supervisor};
 use crate::cloud::registration::{self, HostSelector, Refreshed, Registered};
 use crate::cloud::tokens::TokenManager;
 use crate::config::Config;
-use crate::status::{ActivationState, CloudState, DeviceStatus, RegistrationState, slices};
 use crate::events::{EventBus, Namespace};
 use crate::net::backoff::Backoff;
 use crate::net::http::HttpClient;
@@ -38,6 +37,7 @@ use crate::reachability::{
     DiscoverySource, ProbeOptions, Reachability, ReachabilityState, ReachabilityTask,
 };
 use crate::shutdown::{Shutdown, Tasks};
+use crate::status::{ActivationState, CloudState, DeviceStatus, RegistrationState, slices};
 use crate::store::StateDir;
 use crate::store::credentials::{Credentials, StoredRegistration};
 use tracing::Instrument;

@@ -83,8 +83,8 @@ pub async fn start_daemon(
 
 /// Waits (bounded) for the next status change and returns the cloud part of it.
 pub async fn next_cloud_status(
-    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
-) -> roomd::daemon::status::CloudHealth {
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
+) -> roomd::status::CloudHealth {
     tokio::time::timeout(TIMEOUT, status.changed())
         .await
         .expect("status changes in time")
@@ -150,20 +150,20 @@ pub fn activation_config(sim: &SimHandle, dir: &Path) -> Config {
 
 /// Waits (bounded) until `check` holds for the daemon's status.
 pub async fn wait_status(
-    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
     what: &str,
-    check: impl Fn(&roomd::daemon::status::DeviceStatus) -> bool,
-) -> roomd::daemon::status::DeviceStatus {
+    check: impl Fn(&roomd::status::DeviceStatus) -> bool,
+) -> roomd::status::DeviceStatus {
     wait_status_within(TIMEOUT, status, what, check).await
 }
 
 /// [`wait_status`] with its own bound (paused-time tests wait hours of virtual time).
 pub async fn wait_status_within(
     within: Duration,
-    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
     what: &str,
-    check: impl Fn(&roomd::daemon::status::DeviceStatus) -> bool,
-) -> roomd::daemon::status::DeviceStatus {
+    check: impl Fn(&roomd::status::DeviceStatus) -> bool,
+) -> roomd::status::DeviceStatus {
     let wait = async {
         loop {
             {
@@ -190,7 +190,7 @@ pub async fn registered_daemon(
 ) -> (
     SimHandle,
     roomd::daemon::Daemon,
-    tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
     let sim = start_activation_sim(dir, extra_toml).await;
     let mut config = activation_config(&sim, dir);
@@ -199,17 +199,14 @@ pub async fn registered_daemon(
     let mut status = daemon.status();
     let code = roomd::activation::code::ActivationCode::parse(GOOD_CODE).unwrap();
     daemon.session().activate(code).await.expect("activation");
-    wait_status(&mut status, "registered", |s| {
-        s.registration.state == "Registered"
-    })
-    .await;
+    wait_status(&mut status, "registered", |s| s.is_registered()).await;
     (sim, daemon, status)
 }
 
 /// Waits until call control can be used end to end: the Locus service is known and the event
 /// socket is online (Locus events reach only an online socket).
 pub async fn wait_call_control(
-    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
     wait_status(status, "call control available, event socket online", |s| {
         s.calls.available && s.websocket.state == roomd::cloud::mercury::WsState::Online
@@ -218,8 +215,8 @@ pub async fn wait_call_control(
 }
 
 /// A dial request for `number` from the tests.
-pub fn dial_request(number: &str) -> roomd::daemon::room::DialRequest {
-    roomd::daemon::room::DialRequest {
+pub fn dial_request(number: &str) -> roomd::room::DialRequest {
+    roomd::room::DialRequest {
         number: Some(number.into()),
         booking_id: None,
         source: "test".into(),
@@ -233,21 +230,22 @@ pub fn detached_xapi_context(
     max_sessions: usize,
 ) -> (
     roomd::api::xapi::XapiContext,
-    tokio::sync::watch::Sender<roomd::daemon::status::DeviceStatus>,
+    tokio::sync::watch::Sender<roomd::status::DeviceStatus>,
 ) {
-    use roomd::daemon::status::DeviceStatus;
+    use roomd::status::DeviceStatus;
     let (bookings, _) = roomd::bookings::store::BookingsStore::open(&state, 300);
     let (status, _) = tokio::sync::watch::channel(DeviceStatus::new("sim", "https://gds.invalid"));
     let (commands, _) = tokio::sync::mpsc::channel(1);
     let ctx = roomd::api::xapi::XapiContext::new(
         roomd::api::xapi::commands::Backends {
-            room: roomd::daemon::room::Room::new(
+            room: roomd::room::Room::new(
+                tokio::sync::watch::channel(roomd::media::RoomControls::default()).0,
                 status.clone(),
                 bookings.clone(),
-                roomd::calls::Calls::detached(status.clone()),
+                roomd::calls::Calls::detached(),
             ),
             bookings,
-            session: roomd::daemon::session::SessionHandle::new(commands),
+            session: roomd::session::SessionHandle::new(commands),
         },
         status.clone(),
         tokio::sync::watch::channel(roomd::api::xapi::document::Configuration::default()).0,

@@ -6,8 +6,8 @@ use crate::support;
 use std::os::unix::fs::PermissionsExt;
 
 use roomd::activation::code::ActivationCode;
-use roomd::daemon::status::ActivationState;
 use roomd::platform::systemd::Notifier;
+use roomd::status::ActivationState;
 use roomd::store::credentials::CREDENTIALS_FILE;
 use support::*;
 
@@ -27,7 +27,7 @@ async fn activation_then_registration_with_the_trust_list_installed() {
     let answer = daemon.session().activate(code(GOOD_CODE)).await.unwrap();
     assert!(answer.starts_with("activated as device "), "{answer}");
     let registered = wait_status(&mut status, "registered", |s| {
-        s.registration.state == "Registered"
+        s.registration.state == roomd::status::RegistrationState::Registered
     })
     .await;
     assert!(matches!(
@@ -173,7 +173,10 @@ async fn without_the_trust_list_post_activation_tls_fails() {
             .is_some_and(|d| d.contains("not trusted"))
     })
     .await;
-    assert_ne!(stuck.registration.state, "Registered");
+    assert_ne!(
+        stuck.registration.state,
+        roomd::status::RegistrationState::Registered
+    );
     daemon.run_until(async {}).await.unwrap();
     sim.shutdown().await;
 }

@@ -7,7 +7,7 @@ use crate::support;
 use roomd::bookings::cache::{CACHE_FILE, TEXT_FILE};
 use roomd::cloud::mercury::WsState;
 use roomd::config::Config;
-use roomd::daemon::status::DeviceStatus;
+use roomd::status::DeviceStatus;
 use roomd_sim::{BookingPatch, BookingSpec, BulkSpec, EventMode, Fault, SimHandle};
 use support::*;
 use tokio::sync::watch;
@@ -153,7 +153,10 @@ async fn catch_up_pages_partial_failure_reconnect_gap_and_kms() {
         s.bookings.count == 500 && s.bookings.catch_ups >= 1
     })
     .await;
-    assert_eq!(now.bookings.catch_up, "Complete");
+    assert_eq!(
+        now.bookings.catch_up,
+        roomd::bookings::CatchUpState::Complete
+    );
     let pages = sim
         .received()
         .iter()
@@ -172,7 +175,7 @@ async fn catch_up_pages_partial_failure_reconnect_gap_and_kms() {
     let before = status.borrow().bookings.catch_ups;
     sim.close_websockets(1001, "going away").unwrap(); // reconnect → resync → catch-up
     wait_status(&mut status, "catch-up failed at page 3", |s| {
-        s.bookings.catch_up == "Failed at page 3"
+        s.bookings.catch_up == roomd::bookings::CatchUpState::Failed { page: Some(3) }
     })
     .await;
     assert!(

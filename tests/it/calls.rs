@@ -5,7 +5,8 @@ use crate::support;
 
 use std::path::Path;
 
-use roomd::daemon::status::{CallView, DeviceStatus};
+use roomd::calls::{CallKind, CallState, CallView, Direction};
+use roomd::status::DeviceStatus;
 use serde_json::Value;
 use support::{LogCapture, dial_request as dial, wait_status};
 use tokio::sync::watch;
@@ -25,8 +26,7 @@ fn call(status: &DeviceStatus) -> Option<&CallView> {
     status.calls.active.first()
 }
 
-async fn wait_call(status: &mut Status, what: &str, state: &str) -> CallView {
-    let state = state.to_owned();
+async fn wait_call(status: &mut Status, what: &str, state: CallState) -> CallView {
     let s = wait_status(status, what, |s| call(s).is_some_and(|c| c.status == state)).await;
     call(&s).unwrap().clone()
 }
@@ -61,10 +61,13 @@ async fn an_outgoing_call_connects_with_its_diagnostics_in_order_and_hangs_up() 
     let dir = tempfile::tempdir().unwrap();
     let (sim, daemon, mut status) = registered(dir.path()).await;
     let outcome = daemon.room().dial(dial("bob@example.com")).await.unwrap();
-    let connected = wait_call(&mut status, "the call connects", "Connected").await;
+    let connected = wait_call(&mut status, "the call connects", CallState::Connected).await;
     assert_eq!(connected.id, outcome.call_id);
     assert_eq!(connected.correlation_id, outcome.conference_id);
-    assert_eq!((connected.direction, connected.kind), ("Outgoing", "Call"));
+    assert_eq!(
+        (connected.direction, connected.kind),
+        (Direction::Outgoing, CallKind::Call)
+    );
     assert_eq!(connected.remote_number, "bob@example.com");
     assert!(
         in_order(
@@ -129,8 +132,8 @@ async fn a_meeting_uri_joins_through_meeting_info_and_the_participant_url() {
         .dial(dial("standup@acme.webex.com"))
         .await
         .unwrap();
-    let connected = wait_call(&mut status, "the meeting connects", "Connected").await;
-    assert_eq!(connected.kind, "Meeting");
+    let connected = wait_call(&mut status, "the meeting connects", CallState::Connected).await;
+    assert_eq!(connected.kind, CallKind::Meeting);
     let seen = locus(&sim, connected.locus_url.as_deref().unwrap());
     assert_eq!(seen["type"], "MEETING");
     let paths: Vec<String> = seen["requests"]
@@ -163,22 +166,22 @@ async fn an_incoming_call_rings_is_accepted_and_ends_when_the_far_end_hangs_up()
     let dir = tempfile::tempdir().unwrap();
     let (sim, daemon, mut status) = registered(dir.path()).await;
     let url = sim.locus_incoming("alice@example.com", "Alice").unwrap();
-    let ringing = wait_call(&mut status, "the room rings", "Ringing").await;
-    assert_eq!(ringing.direction, "Incoming");
+    let ringing = wait_call(&mut status, "the room rings", CallState::Ringing).await;
+    assert_eq!(ringing.direction, Direction::Incoming);
     assert_eq!(ringing.display_name, "Alice");
     assert_eq!(ringing.locus_url.as_deref(), Some(url.as_str()));
     wait_status(&mut status, "the status LED rings", |s| {
-        s.hardware.status_led == "Ringing"
+        s.hardware.status_led == roomd::hw::gpio::led::LedPattern::Ringing
     })
     .await;
     daemon.room().calls().accept(None).await.unwrap();
-    let connected = wait_call(&mut status, "answered", "Connected").await;
+    let connected = wait_call(&mut status, "answered", CallState::Connected).await;
     assert_eq!(connected.id, ringing.id);
     sim.locus_hangup(&url).unwrap();
     let ended = wait_ended(&mut status, "the far end hangs up", ringing.id).await;
     assert_eq!(ended.end_cause.as_deref(), Some("RemoteDisconnect"));
     wait_status(&mut status, "the status LED is back", |s| {
-        s.hardware.status_led == "Registered"
+        s.hardware.status_led == roomd::hw::gpio::led::LedPattern::On
     })
     .await;
     daemon.run_until(async {}).await.unwrap();
@@ -190,7 +193,7 @@ async fn an_incoming_call_can_be_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (sim, daemon, mut status) = registered(dir.path()).await;
     let url = sim.locus_incoming("carol@example.com", "Carol").unwrap();
-    let ringing = wait_call(&mut status, "the room rings", "Ringing").await;
+    let ringing = wait_call(&mut status, "the room rings", CallState::Ringing).await;
     daemon
         .room()
         .calls()
@@ -216,12 +219,12 @@ async fn hold_resume_and_dtmf() {
     let (sim, daemon, mut status) = registered(dir.path()).await;
     let calls = daemon.room().calls().clone();
     daemon.room().dial(dial("dave@example.com")).await.unwrap();
-    let connected = wait_call(&mut status, "connected", "Connected").await;
+    let connected = wait_call(&mut status, "connected", CallState::Connected).await;
     calls.hold(None, true).await.unwrap();
-    wait_call(&mut status, "on hold", "OnHold").await;
+    wait_call(&mut status, "on hold", CallState::OnHold).await;
     assert!(calls.send_dtmf(None, "1").await.is_err(), "no DTMF on hold");
     calls.hold(None, false).await.unwrap();
-    wait_call(&mut status, "resumed", "Connected").await;
+    wait_call(&mut status, "resumed", CallState::Connected).await;
     calls.send_dtmf(Some(connected.id), "123#").await.unwrap();
     let bad = calls.send_dtmf(None, "12x").await.unwrap_err();
     assert!(bad.to_string().contains("DTMF"), "{bad}");
@@ -247,7 +250,7 @@ async fn joined_meeting(
         .dial(dial("sync@acme.webex.com"))
         .await
         .unwrap();
-    let connected = wait_call(&mut status, "in the meeting", "Connected").await;
+    let connected = wait_call(&mut status, "in the meeting", CallState::Connected).await;
     (sim, daemon, status, connected)
 }
 
@@ -332,7 +335,7 @@ async fn a_move_keeps_mute_and_layout_and_tells_the_room() {
     let new = sim.locus_move(&old, "Space 2", None).unwrap();
     let s = wait_status(&mut status, "moved", |s| {
         call(s).is_some_and(|c| {
-            c.locus_url.as_deref() == Some(new.as_str()) && c.status == "Connected"
+            c.locus_url.as_deref() == Some(new.as_str()) && c.status == CallState::Connected
         })
     })
     .await;
@@ -346,9 +349,16 @@ async fn a_move_keeps_mute_and_layout_and_tells_the_room() {
         s.calls.notice.as_deref(),
         Some("You have been moved to a new call. Now in Space 2")
     );
-    assert_eq!(s.calls.moves.last().unwrap().outcome, "Moved");
-    assert!(s.audio.microphones_muted, "mute carried over");
-    assert_eq!(s.video.layout_family, "prominent", "layout carried over");
+    assert_eq!(
+        s.calls.moves.last().unwrap().outcome,
+        roomd::calls::MoveOutcome::Moved
+    );
+    assert!(s.controls.microphones_muted, "mute carried over");
+    assert_eq!(
+        s.controls.layout,
+        roomd::media::layout::LayoutFamily::Prominent,
+        "layout carried over"
+    );
     let destination = locus(&sim, &new);
     let join = destination["requests"]
         .as_array()
@@ -372,7 +382,10 @@ async fn the_three_move_failures_are_reported_distinctly() {
     // 1. Leaving fails: nothing happened, still in the first call.
     sim.locus_move(&first, "Nowhere", Some("leave")).unwrap();
     let s = wait_status(&mut status, "move 1 reported", |s| s.calls.moves.len() == 1).await;
-    assert_eq!(s.calls.moves[0].outcome, "NothingHappened");
+    assert_eq!(
+        s.calls.moves[0].outcome,
+        roomd::calls::MoveOutcome::NothingHappened
+    );
     assert_eq!(call(&s).unwrap().locus_url.as_deref(), Some(first.as_str()));
 
     // 3. The join lands in another meeting.
@@ -381,7 +394,8 @@ async fn the_three_move_failures_are_reported_distinctly() {
         .unwrap();
     let s = wait_status(&mut status, "move 2 reported", |s| s.calls.moves.len() == 2).await;
     assert_eq!(
-        s.calls.moves[1].outcome, "WrongMeeting",
+        s.calls.moves[1].outcome,
+        roomd::calls::MoveOutcome::WrongMeeting,
         "{:?}",
         s.calls.moves
     );
@@ -391,7 +405,10 @@ async fn the_three_move_failures_are_reported_distinctly() {
     // 2. Left, but the destination refuses the join: dropped, not reconnected.
     sim.locus_move(&landed, "Space 4", Some("join")).unwrap();
     let s = wait_status(&mut status, "move 3 reported", |s| s.calls.moves.len() == 3).await;
-    assert_eq!(s.calls.moves[2].outcome, "DroppedNotReconnected");
+    assert_eq!(
+        s.calls.moves[2].outcome,
+        roomd::calls::MoveOutcome::DroppedNotReconnected
+    );
     let ended = wait_ended(&mut status, "the call is gone", connected.id).await;
     assert_eq!(ended.end_cause.as_deref(), Some("MoveFailed"));
     daemon.run_until(async {}).await.unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use roomd::api::control::{self, ControlRequest, ControlResponse};
 use roomd::api::xstatus;
 use roomd::daemon::DaemonOptions;
-use roomd::daemon::status::CloudState;
 use roomd::platform::systemd::Notifier;
+use roomd::status::CloudState;
 use support::*;
 use tokio::sync::oneshot;
 

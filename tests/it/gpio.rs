@@ -20,9 +20,9 @@ const SCENARIO: &str = r#"bookings = [{ title = "Joinable now", start_in_mins = 
 async fn press(
     sim: &roomd::hw::gpio::SimGpio,
     role: GpioRole,
-    status: &mut tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
-    let count = |s: &roomd::daemon::status::DeviceStatus| match role {
+    let count = |s: &roomd::status::DeviceStatus| match role {
         GpioRole::JoinButton => s.hardware.join_presses,
         _ => s.hardware.mute_presses,
     };
@@ -51,11 +51,11 @@ async fn buttons_switch_and_leds_drive_and_follow_the_room() {
         |s| {
             !s.bookings.joinable.is_empty()
                 && s.hardware.meeting_led
-                && s.hardware.status_led == "Registered"
+                && s.hardware.status_led == roomd::hw::gpio::led::LedPattern::On
         },
     )
     .await;
-    assert_eq!(s.hardware.gpio, "sim");
+    assert_eq!(s.hardware.gpio, roomd::hw::GpioState::Sim);
     assert!(gpio.handle_output(GpioRole::MeetingLed).unwrap().level());
     assert!(
         gpio.handle_output(GpioRole::StatusLed).unwrap().level(),
@@ -94,7 +94,7 @@ async fn buttons_switch_and_leds_drive_and_follow_the_room() {
         feedback["params"],
         json!({"Id": 2, "Status": {"Video": {"Input": {"MainVideoMute": "On"}}}})
     );
-    let s = wait_status(&mut status, "camera off", |s| s.video.camera_off).await;
+    let s = wait_status(&mut status, "camera off", |s| s.controls.camera_off).await;
     assert!(s.hardware.privacy_switch_closed);
 
     press(gpio, GpioRole::JoinButton, &mut status).await;

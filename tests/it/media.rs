@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures_util::SinkExt as _;
 use roomd::api::xapi::auth::set_password;
-use roomd::daemon::status::{DeviceStatus, MediaView};
+use roomd::media::status::MediaView;
+use roomd::status::DeviceStatus;
 use roomd::store::StateDir;
 use serde_json::{Value, json};
 use support::{LogCapture, wait_status, wait_status_within};
@@ -174,10 +175,10 @@ async fn simulcast_layers_are_decoded_at_the_requested_sizes_and_follow_scr_chan
         "layer 3 stopped at the SCA"
     );
     wait_status(&mut status, "layer 3 off in status", |s| {
-        s.media
-            .session
-            .as_ref()
-            .is_some_and(|m| m.layers[2].state == "Off" && m.layers[0].state == "Live")
+        s.media.session.as_ref().is_some_and(|m| {
+            m.layers[2].state == roomd::media::status::LayerState::Off
+                && m.layers[0].state == roomd::media::status::LayerState::Live
+        })
     })
     .await;
 
@@ -342,7 +343,7 @@ async fn mute_and_privacy_change_the_sca_and_stop_the_payload() {
         s.media
             .session
             .as_ref()
-            .is_some_and(|m| m.layers[0].state == "Avatar")
+            .is_some_and(|m| m.layers[0].state == roomd::media::status::LayerState::Avatar)
     })
     .await;
     room.set_camera_off(false);
@@ -449,7 +450,7 @@ async fn an_unacknowledged_scr_is_resent_eight_times_then_given_up() {
         s.media
             .session
             .as_ref()
-            .is_some_and(|m| !m.scr_pending && m.layout == "single")
+            .is_some_and(|m| !m.scr_pending && m.layout == roomd::media::LayoutFamily::Single)
     })
     .await;
     let _ = daemon.run_until(async {}).await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roomd::config::MeetingServerConfig;
-use roomd::daemon::status::DeviceStatus;
+use roomd::status::DeviceStatus;
 use roomd_sim::{
     CmsCallFields, CmsConfigPatch, CmsDirection, CmsFrame, CmsParticipantFields, CmsScriptOptions,
     CmsSubscriptionState, SimHandle,
@@ -88,7 +88,7 @@ async fn the_seed_001_message_flow_then_a_conference_with_a_move() {
     let (daemon, mut status) = daemon_with(&sim, dir.path(), |_| {}).await;
     wait_status(&mut status, "connected, calls subscription active", |s| {
         s.meeting_server.as_ref().is_some_and(|m| {
-            m.state == "Connected"
+            m.state == roomd::meeting_server::ConnectionState::Connected
                 && m.subscriptions.iter().any(|(i, r, _, st)| {
                     *i == 1 && *r == "calls" && st.is_some_and(|s| s.as_str() == "active")
                 })
@@ -201,7 +201,7 @@ async fn the_seed_001_message_flow_then_a_conference_with_a_move() {
         Some(sim.meeting_server().bridge.as_str())
     );
     assert_eq!(p.can_move(), Some(true));
-    let tree = now.xstatus(Duration::ZERO);
+    let tree = roomd::api::xstatus::tree(&now, Duration::ZERO);
     let call_tree = &tree["Conference"]["Call"][0];
     assert_eq!(call_tree["Name"], "Andy's coSpace");
     assert!(
@@ -252,9 +252,10 @@ async fn the_scripted_conference_and_the_subscription_limit() {
     let sim = start_sim(dir.path()).await;
     let (daemon, mut status) = daemon_with(&sim, dir.path(), |_| {}).await;
     wait_status(&mut status, "connected", |s| {
-        s.meeting_server
-            .as_ref()
-            .is_some_and(|m| m.state == "Connected" && !m.subscriptions.is_empty())
+        s.meeting_server.as_ref().is_some_and(|m| {
+            m.state == roomd::meeting_server::ConnectionState::Connected
+                && !m.subscriptions.is_empty()
+        })
     })
     .await;
     let sim = std::sync::Arc::new(sim);
@@ -331,7 +332,7 @@ async fn a_silent_server_is_probed_then_reconnected() {
     wait_status(&mut status, "connected", |s| {
         s.meeting_server
             .as_ref()
-            .is_some_and(|m| m.state == "Connected")
+            .is_some_and(|m| m.state == roomd::meeting_server::ConnectionState::Connected)
     })
     .await;
     // While the server is chatty nothing happens; then it goes silent (reads and sends nothing).
@@ -343,12 +344,15 @@ async fn a_silent_server_is_probed_then_reconnected() {
         .unwrap();
     assert!(snapshot.connection(first).is_some());
     let now = wait_status(&mut status, "reconnected", |s| {
-        s.meeting_server
-            .as_ref()
-            .is_some_and(|m| m.state == "Connected" && m.reconnects == 1)
+        s.meeting_server.as_ref().is_some_and(|m| {
+            m.state == roomd::meeting_server::ConnectionState::Connected && m.reconnects == 1
+        })
     })
     .await;
-    assert_eq!(conference(&now).state, "Connected");
+    assert_eq!(
+        conference(&now).state,
+        roomd::meeting_server::ConnectionState::Connected
+    );
     assert!(LogCapture::global().contains("no message for 2 s (the server sends no pings)"));
     // The probe went out at half the timeout, before the reconnect.
     assert!(
@@ -384,7 +388,7 @@ async fn mutual_tls_and_bad_credentials() {
     wait_status(&mut status, "connected with a client certificate", |s| {
         s.meeting_server
             .as_ref()
-            .is_some_and(|m| m.state == "Connected")
+            .is_some_and(|m| m.state == roomd::meeting_server::ConnectionState::Connected)
     })
     .await;
     daemon.run_until(async {}).await.unwrap();
@@ -393,9 +397,9 @@ async fn mutual_tls_and_bad_credentials() {
     let dir2 = tempfile::tempdir().unwrap();
     let (daemon, mut status) = daemon_with(&sim, dir2.path(), |_| {}).await;
     let now = wait_status(&mut status, "refused", |s| {
-        s.meeting_server
-            .as_ref()
-            .is_some_and(|m| m.reconnects >= 1 && m.state == "Disconnected")
+        s.meeting_server.as_ref().is_some_and(|m| {
+            m.reconnects >= 1 && m.state == roomd::meeting_server::ConnectionState::Disconnected
+        })
     })
     .await;
     assert!(conference(&now).detail.is_some());
@@ -409,7 +413,10 @@ async fn mutual_tls_and_bad_credentials() {
     .await;
     let now = status.borrow().clone();
     let ms = conference(&now);
-    assert_eq!(ms.state, "Misconfigured");
+    assert_eq!(
+        ms.state,
+        roomd::meeting_server::ConnectionState::Misconfigured
+    );
     assert!(
         ms.detail
             .as_deref()

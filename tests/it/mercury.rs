@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use roomd::cloud::mercury::WsState;
 use roomd::config::Config;
-use roomd::daemon::status::DeviceStatus;
 use roomd::events::{Namespace, ResyncReason};
+use roomd::status::DeviceStatus;
 use roomd_sim::{ClosedBy, ConnectionState, SimHandle};
 use serde_json::json;
 use support::*;
@@ -87,15 +87,15 @@ async fn authorizes_first_comes_online_and_acks() {
     sim.mercury_push(json!({"eventType":"device.control","action":"mute"}))
         .unwrap();
     let muted = wait_status(&mut status, "volume 70, muted", |s| {
-        s.audio.volume == 70 && s.audio.microphones_muted
+        s.controls.volume == 70 && s.controls.microphones_muted
     })
     .await;
-    assert_eq!(muted.audio.volume, 70);
+    assert_eq!(muted.controls.volume, 70);
     sim.wait_acked(&pushed[0].id, WAIT).await.expect("acked");
     sim.mercury_push(json!({"eventType":"device.control","action":"unmute"}))
         .unwrap();
-    wait_status(&mut status, "unmuted", |s| !s.audio.microphones_muted).await;
-    let xstatus = status.borrow().xstatus(Duration::ZERO);
+    wait_status(&mut status, "unmuted", |s| !s.controls.microphones_muted).await;
+    let xstatus = roomd::api::xstatus::tree(&status.borrow(), Duration::ZERO);
     assert_eq!(xstatus["Audio"]["Volume"], 70);
     assert_eq!(xstatus["Webex"]["WebSocket"]["Status"], "Online");
     assert!(LogCapture::global().contains(&format!(
@@ -107,8 +107,8 @@ async fn authorizes_first_comes_online_and_acks() {
         .unwrap();
     sim.mercury_push(json!({"eventType":"device.control","action":"mute"}))
         .unwrap();
-    wait_status(&mut status, "muted again", |s| s.audio.microphones_muted).await;
-    assert_eq!(status.borrow().audio.volume, 70);
+    wait_status(&mut status, "muted again", |s| s.controls.microphones_muted).await;
+    assert_eq!(status.borrow().controls.volume, 70);
     assert!(LogCapture::global().contains("volume.set level 900 is not an integer 0..=100"));
 
     // featureToggle_update changes the feature list in status.

@@ -57,7 +57,10 @@ async fn best_node_per_transport_and_join_body() {
     )
     .await;
     assert_eq!(report.clusters_reached(), 3);
-    assert_eq!(report.status(), "Completed");
+    assert_eq!(
+        report.status(),
+        roomd::reachability::ReachabilityState::Completed
+    );
     for (transport, index, cluster) in [
         (Transport::Udp, 0, "fast-udp.*"),
         (Transport::Tcp, 1, "fast-tcp.*"),

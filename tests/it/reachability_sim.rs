@@ -5,8 +5,8 @@
 
 use crate::support;
 
-use roomd::daemon::room::DialRequest;
 use roomd::reachability::Transport;
+use roomd::room::DialRequest;
 use serde_json::Value;
 use support::{GOOD_CODE, LogCapture, wait_status};
 
@@ -53,7 +53,7 @@ async fn the_best_node_per_transport_is_the_simulators_ground_truth() {
     let code = roomd::activation::code::ActivationCode::parse(GOOD_CODE).unwrap();
     daemon.session().activate(code).await.expect("activation");
     let s = wait_status(&mut status, "discovery completed", |s| {
-        s.reachability.state == "Completed"
+        s.reachability.state == roomd::reachability::ReachabilityState::Completed
     })
     .await;
     let r = &s.reachability;

@@ -138,7 +138,7 @@ async fn every_state_file_is_0600_in_0700_directories_through_refresh_and_restar
         &mut status,
         "registered, online, caught up with the booking",
         |s| {
-            s.registration.state == "Registered"
+            s.registration.state == roomd::status::RegistrationState::Registered
                 && s.websocket.state == WsState::Online
                 && s.bookings.catch_ups >= 1
                 && s.bookings.count == 1

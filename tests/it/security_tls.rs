@@ -12,8 +12,8 @@ use std::path::Path;
 
 use roomd::cloud::mercury::WsState;
 use roomd::config::{ConfigError, MeetingServerConfig};
-use roomd::daemon::status::CloudState;
 use roomd::platform::systemd::Notifier;
+use roomd::status::CloudState;
 use roomd_sim::{Fault, SimHandle};
 use serde_json::{Value, json};
 use support::untrusted_tls::{TlsSeen, UntrustedTlsServer};
@@ -336,7 +336,7 @@ async fn activated_with(
 ) -> (
     SimHandle,
     roomd::daemon::Daemon,
-    tokio::sync::watch::Receiver<roomd::daemon::status::DeviceStatus>,
+    tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
     let sim = start_activation_sim(dir, "").await;
     for fault in faults(&sim) {
@@ -378,7 +378,7 @@ async fn registration_refuses_an_untrusted_service_host() {
         },
     )
     .await;
-    assert_ne!(failing.registration.state, "Registered");
+    assert!(!failing.is_registered());
     assert_refused(&untrusted.wait_refusals(2).await, "WDM");
     assert!(
         !sim.received().iter().any(|r| r.path.starts_with("/wdm/")),
@@ -412,13 +412,16 @@ async fn the_event_socket_and_the_calendar_refuse_untrusted_hosts() {
         &mut status,
         "registered; event socket and calendar failing",
         |s| {
-            s.registration.state == "Registered"
+            s.registration.state == roomd::status::RegistrationState::Registered
                 && s.websocket
                     .detail
                     .as_deref()
                     .is_some_and(|d| d.contains(&authority))
                 && s.websocket.connects == 0
-                && s.bookings.catch_up.starts_with("Failed")
+                && matches!(
+                    s.bookings.catch_up,
+                    roomd::bookings::CatchUpState::Failed { .. }
+                )
         },
     )
     .await;
@@ -469,7 +472,10 @@ async fn the_meeting_server_is_refused_without_its_ca() {
         })
     })
     .await;
-    assert_ne!(refused.meeting_server.unwrap().state, "Connected");
+    assert_ne!(
+        refused.meeting_server.unwrap().state,
+        roomd::meeting_server::ConnectionState::Connected
+    );
     assert!(
         sim.meeting_server().connections.is_empty(),
         "no events socket was opened"

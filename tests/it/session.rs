@@ -8,17 +8,17 @@ use crate::support;
 use std::time::Duration;
 
 use roomd::activation::code::ActivationCode;
-use roomd::daemon::session::CODE_FILE;
-use roomd::daemon::status::ActivationState;
 use roomd::platform::systemd::Notifier;
+use roomd::session::CODE_FILE;
+use roomd::status::ActivationState;
 use support::*;
 
 fn code(text: &str) -> ActivationCode {
     ActivationCode::parse(text).unwrap()
 }
 
-fn registered(s: &roomd::daemon::status::DeviceStatus) -> bool {
-    s.registration.state == "Registered"
+fn registered(s: &roomd::status::DeviceStatus) -> bool {
+    s.registration.state == roomd::status::RegistrationState::Registered
 }
 
 #[tokio::test(start_paused = true)]

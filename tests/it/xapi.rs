@@ -14,7 +14,7 @@ use roomd::api::control::{self, ControlRequest, ControlResponse};
 use roomd::api::xapi::CERT_FILE;
 use roomd::api::xapi::auth::{Role, set_password};
 use roomd::api::xapi::session::{self, Peer};
-use roomd::daemon::status::DeviceStatus;
+use roomd::status::DeviceStatus;
 use roomd::store::StateDir;
 use serde_json::{Value, json};
 use support::{LogCapture, TIMEOUT, auth_protocol, next_json, xapi_connect as connect};
@@ -470,7 +470,7 @@ async fn subscribe_reply_precedes_its_feedback_in_separate_writes() {
     let current = next_json(&mut rig.client).await;
     assert_eq!(current["params"]["Id"], 1);
     assert_eq!(current["params"]["Status"]["Audio"]["Volume"], 50);
-    rig.status.send_modify(|s| s.audio.volume = 61);
+    rig.status.send_modify(|s| s.controls.volume = 61);
     let change = next_json(&mut rig.client).await;
     assert_eq!(
         change["params"],

@@ -136,7 +136,7 @@ async fn jsxapi_client_drives_the_xapi() {
     assert_eq!(ended.remote_number, last.number);
     assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
     let level = step(&steps, "volume_feedback")["level"].as_u64();
-    assert_eq!(level, Some(u64::from(status.audio.volume)));
+    assert_eq!(level, Some(u64::from(status.controls.volume)));
     assert!(LogCapture::global().contains("xAPI login refused for user \"admin\""));
 }
 

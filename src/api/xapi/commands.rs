@@ -7,9 +7,9 @@ use super::auth::Role;
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
 use crate::bookings::view;
+use crate::proto::jsonrpc::{COMMAND_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, PERMISSION_DENIED};
 use crate::room::{DEFAULT_VOLUME_STEPS, DialRequest, Room};
 use crate::session::SessionHandle;
-use crate::proto::jsonrpc::{COMMAND_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, PERMISSION_DENIED};
 
 /// What a command needs from the daemon.
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::api::xstatus;
 use crate::bookings::obtp::ObtpEvent;
 use crate::calls::CallEvent;
-use crate::api::xstatus;
 use crate::calls::{CallKind, CallState, CallView};
 use crate::status::{ActivationState, DeviceStatus, SystemState};
 use crate::store::{StateDir, StoreError};

@@ -24,9 +24,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::XapiConfig;
-use crate::status::DeviceStatus;
 use crate::platform::logging::message_id;
 use crate::shutdown::Shutdown;
+use crate::status::DeviceStatus;
 use crate::store::StateDir;
 use auth::Authenticator;
 use commands::Backends;

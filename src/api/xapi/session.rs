@@ -23,10 +23,10 @@ use super::auth::Role;
 use super::commands::{self, Args, CommandError};
 use super::document::{self, SetError};
 use super::tree::{self, XPath};
-use crate::status::DeviceStatus;
 use crate::proto::jsonrpc::{
     self, COMMAND_ERROR, INTERNAL_ERROR, INVALID_PARAMS, Method, PERMISSION_DENIED, Request, Root,
 };
+use crate::status::DeviceStatus;
 
 /// Subscriptions one session may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
