@@ -15,12 +15,28 @@ use roomd::platform::{logging, systemd};
 
 /// sysexits(3) codes.
 mod exit {
+    use roomd::session::FailureKind;
+
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 64;
+    pub const DATAERR: u8 = 65;
     pub const UNAVAILABLE: u8 = 69;
     pub const SOFTWARE: u8 = 70;
     pub const IOERR: u8 = 74;
+    pub const PROTOCOL: u8 = 76;
     pub const CONFIG: u8 = 78;
+
+    /// The exit status of a session command the daemon refused (docs/operations.md).
+    pub fn for_failure(kind: FailureKind) -> u8 {
+        match kind {
+            FailureKind::Refused => FAILURE,
+            FailureKind::CodeRejected => DATAERR,
+            FailureKind::Unavailable => UNAVAILABLE,
+            FailureKind::Protocol => PROTOCOL,
+            FailureKind::Config => CONFIG,
+            FailureKind::Io => IOERR,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -220,9 +236,9 @@ fn report(
     on_answer: impl FnOnce(ControlResponse) -> Result<(), ControlResponse>,
 ) -> ExitCode {
     match answer {
-        Ok(ControlResponse::Error { message }) => {
+        Ok(ControlResponse::Error { message, kind }) => {
             eprintln!("roomd: {message}");
-            ExitCode::from(exit::FAILURE)
+            ExitCode::from(kind.map_or(exit::FAILURE, exit::for_failure))
         }
         Ok(response) => match on_answer(response) {
             Ok(()) => ExitCode::SUCCESS,
@@ -383,7 +399,7 @@ async fn set_log_level(
             println!("running roomd: {message}");
             ExitCode::SUCCESS
         }
-        Ok(ControlResponse::Error { message }) => {
+        Ok(ControlResponse::Error { message, .. }) => {
             eprintln!("roomd: the running daemon did not apply it: {message}");
             ExitCode::from(exit::FAILURE)
         }

@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 
 use crate::activation::code::ActivationCode;
 use crate::bookings::store::BookingsStore;
-use crate::session::SessionHandle;
+use crate::session::{FailureKind, SessionError, SessionHandle};
 use crate::shutdown::Shutdown;
 use crate::status::DeviceStatus;
 
@@ -95,7 +95,35 @@ pub enum ControlResponse {
     },
     Error {
         message: String,
+        /// What kind of failure, when the session refused a command (`roomd activate`,
+        /// `roomd factory-reset`); the CLI's exit status follows it. Absent otherwise, and
+        /// from daemons older than the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<FailureKind>,
     },
+}
+
+impl ControlResponse {
+    /// An error without a failure kind.
+    pub fn error(message: impl Into<String>) -> Self {
+        ControlResponse::Error {
+            message: message.into(),
+            kind: None,
+        }
+    }
+
+    /// A session command's outcome.
+    fn from_session<T: std::fmt::Display>(result: Result<T, SessionError>) -> Self {
+        match result {
+            Ok(done) => ControlResponse::Done {
+                message: done.to_string(),
+            },
+            Err(e) => ControlResponse::Error {
+                message: e.to_string(),
+                kind: Some(e.kind()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, displaydoc::Display, thiserror::Error)]
@@ -188,9 +216,7 @@ async fn answer(stream: UnixStream, context: &ControlContext) -> io::Result<()> 
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client sent no request"))??;
     let response = if read > MAX_REQUEST_BYTES {
-        ControlResponse::Error {
-            message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
-        }
+        ControlResponse::error(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
     } else {
         match parse_request(line.as_bytes()) {
             Ok(request) => {
@@ -199,7 +225,7 @@ async fn answer(stream: UnixStream, context: &ControlContext) -> io::Result<()> 
             }
             Err(message) => {
                 tracing::warn!("{message}");
-                ControlResponse::Error { message }
+                ControlResponse::error(message)
             }
         }
     };
@@ -224,18 +250,14 @@ async fn handle(request: ControlRequest, context: &ControlContext) -> ControlRes
         bookings,
         state,
     } = context;
-    let outcome = |result: Result<String, String>| match result {
-        Ok(message) => ControlResponse::Done { message },
-        Err(message) => ControlResponse::Error { message },
-    };
     match request {
         ControlRequest::Activate { code } => match ActivationCode::parse(code.expose()) {
-            Ok(code) => outcome(session.activate(code).await),
-            Err(e) => ControlResponse::Error {
-                message: e.to_string(),
-            },
+            Ok(code) => ControlResponse::from_session(session.activate(code).await),
+            Err(e) => ControlResponse::error(e.to_string()),
         },
-        ControlRequest::FactoryReset => outcome(session.factory_reset().await),
+        ControlRequest::FactoryReset => {
+            ControlResponse::from_session(session.factory_reset().await)
+        }
         ControlRequest::Status => ControlResponse::Status {
             status: crate::api::xstatus::tree(&status.borrow(), started.elapsed()),
         },
@@ -256,12 +278,8 @@ async fn handle(request: ControlRequest, context: &ControlContext) -> ControlRes
                         message: format!("password of xAPI user {user} set"),
                     }
                 }
-                Ok(Err(e)) => ControlResponse::Error {
-                    message: e.to_string(),
-                },
-                Err(e) => ControlResponse::Error {
-                    message: format!("setting the password failed: {e}"),
-                },
+                Ok(Err(e)) => ControlResponse::error(e.to_string()),
+                Err(e) => ControlResponse::error(format!("setting the password failed: {e}")),
             }
         }
         ControlRequest::SetLogLevel { level } => {
@@ -272,9 +290,7 @@ async fn handle(request: ControlRequest, context: &ControlContext) -> ControlRes
                         message: change.to_string(),
                     }
                 }
-                Err(e) => ControlResponse::Error {
-                    message: e.to_string(),
-                },
+                Err(e) => ControlResponse::error(e.to_string()),
             }
         }
         ControlRequest::Ping => ControlResponse::Pong {
@@ -385,11 +401,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             answer,
-            ControlResponse::Error {
-                message:
-                    "this process has no reloadable log filter (only `roomd run` installs one)"
-                        .into()
-            }
+            ControlResponse::error(
+                "this process has no reloadable log filter (only `roomd run` installs one)"
+            )
         );
 
         tasks.shutdown(Duration::from_secs(5)).await.unwrap();

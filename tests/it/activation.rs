@@ -6,7 +6,9 @@ use crate::support;
 use std::os::unix::fs::PermissionsExt;
 
 use roomd::activation::code::ActivationCode;
+use roomd::activation::flow::ActivationError;
 use roomd::platform::systemd::Notifier;
+use roomd::session::{FailureKind, SessionError};
 use roomd::status::ActivationState;
 use roomd::store::credentials::CREDENTIALS_FILE;
 use support::*;
@@ -25,7 +27,11 @@ async fn activation_then_registration_with_the_trust_list_installed() {
     let mut status = daemon.status();
 
     let answer = daemon.session().activate(code(GOOD_CODE)).await.unwrap();
-    assert!(answer.starts_with("activated as device "), "{answer}");
+    assert!(!answer.device_identifier.is_empty());
+    assert_eq!(
+        answer.to_string(),
+        format!("activated as device {}", answer.device_identifier)
+    );
     let registered = wait_status(&mut status, "registered", |s| {
         s.registration.state == roomd::status::RegistrationState::Registered
     })
@@ -85,13 +91,14 @@ async fn activation_then_registration_with_the_trust_list_installed() {
         .await
         .unwrap_err();
     assert!(
-        refused.contains("already activated and locked down"),
+        matches!(refused, SessionError::AlreadyActivated),
         "{refused}"
     );
+    assert_eq!(refused.kind(), FailureKind::Refused);
 
     // Factory reset unregisters and wipes.
     let reset = daemon.session().factory_reset().await.unwrap();
-    assert!(reset.starts_with("factory reset done"), "{reset}");
+    assert!(reset.removed > 0, "{reset}");
     assert!(sim.wdm_devices().is_empty(), "unregistered from WDM");
     assert!(!state_dir.join(CREDENTIALS_FILE).exists());
     daemon.run_until(async {}).await.unwrap();
@@ -110,7 +117,15 @@ async fn a_wrong_code_is_rejected_and_nothing_is_stored() {
         .activate(code("4353-4500-0000-0000"))
         .await
         .unwrap_err();
-    assert!(err.contains("rejected the code (HTTP 401"), "{err}");
+    assert!(
+        matches!(err, SessionError::Activation(ActivationError::Rejected)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("rejected the code (HTTP 401"),
+        "{err}"
+    );
+    assert_eq!(err.kind(), FailureKind::CodeRejected);
     assert!(!state_dir.join(CREDENTIALS_FILE).exists());
     assert!(matches!(
         daemon.status().borrow().activation,
@@ -130,17 +145,33 @@ async fn server_side_failures_are_named() {
     let session = daemon.session();
 
     let tampered = session.activate(code(TAMPER_CODE)).await.unwrap_err();
-    assert!(tampered.contains("serviceDataHMAC"), "{tampered}");
+    assert!(
+        tampered.to_string().contains("serviceDataHMAC"),
+        "{tampered}"
+    );
+    assert_eq!(tampered.kind(), FailureKind::Protocol);
     let mitm = session.activate(code(MITM_CODE)).await.unwrap_err();
-    assert!(mitm.contains("serviceDataHMAC"), "{mitm}");
+    assert!(mitm.to_string().contains("serviceDataHMAC"), "{mitm}");
     let expired = session.activate(code(EXPIRED_CODE)).await.unwrap_err();
-    assert!(expired.contains("expired"), "{expired}");
+    assert!(
+        matches!(expired, SessionError::Activation(ActivationError::Expired)),
+        "{expired}"
+    );
     let unknown = session
         .activate(code("8888-8888-8888-8888"))
         .await
         .unwrap_err();
     assert!(
-        unknown.contains("does not know this activation code"),
+        matches!(
+            unknown,
+            SessionError::Activation(ActivationError::UnknownCode)
+        ),
+        "{unknown}"
+    );
+    assert!(
+        unknown
+            .to_string()
+            .contains("does not know this activation code"),
         "{unknown}"
     );
     assert!(!state_dir.join(CREDENTIALS_FILE).exists());
@@ -150,7 +181,10 @@ async fn server_side_failures_are_named() {
         let _ = session.activate(code("4353-4500-0000-0001")).await;
     }
     let locked = session.activate(code(GOOD_CODE)).await.unwrap_err();
-    assert!(locked.contains("locked"), "{locked}");
+    assert!(
+        matches!(locked, SessionError::Activation(ActivationError::Locked)),
+        "{locked}"
+    );
     daemon.run_until(async {}).await.unwrap();
     sim.shutdown().await;
 }

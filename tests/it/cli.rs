@@ -298,6 +298,16 @@ async fn activate_status_and_factory_reset_from_the_command_line() {
             output(roomd_command().args(args).arg("--config").arg(path))
         })
     };
+    // A code the activation service does not know: sysexits' DATAERR, the reason on stderr.
+    let out = run(vec!["activate".into(), "8888-8888-8888-8888".into()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not know this activation code"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(vec!["activate".into(), GOOD_CODE.into()])
         .await
         .unwrap();

@@ -179,7 +179,7 @@ fn verification_is_turned_off_in_the_activation_client_only() {
         ("src/net/tls.rs", "ServerCertVerifier"),
         ("src/net/http.rs", "unverified_client_config"),
         ("src/net/http.rs", "unverified_for_activation"),
-        ("src/daemon/session.rs", "unverified_for_activation"),
+        ("src/session/activation.rs", "unverified_for_activation"),
     ]
     .into_iter()
     .collect();
@@ -229,7 +229,7 @@ fn verification_is_turned_off_in_the_activation_client_only() {
         "certificate checks turned off (or keys logged) outside activation: {unexpected:?}"
     );
     // The one call outside the TLS module is the activation client.
-    let session = std::fs::read_to_string(repo_dir().join("src/daemon/session.rs")).unwrap();
+    let session = std::fs::read_to_string(repo_dir().join("src/session/activation.rs")).unwrap();
     let calls: Vec<&str> = session
         .lines()
         .filter(|l| l.contains("unverified_for_activation"))

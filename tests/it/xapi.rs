@@ -345,9 +345,7 @@ async fn roomd_passwd_sets_a_password_through_the_daemon() {
     .unwrap();
     assert_eq!(
         answer,
-        ControlResponse::Error {
-            message: "the password must have at least 8 characters".into()
-        }
+        ControlResponse::error("the password must have at least 8 characters")
     );
     assert!(!LogCapture::global().contains("new panel password"));
 }

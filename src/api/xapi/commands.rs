@@ -250,7 +250,7 @@ pub async fn execute(
                 .session
                 .activate(code)
                 .await
-                .map(|message| json!({ "Message": message }))
+                .map(|activated| json!({ "Message": activated.to_string() }))
                 .map_err(CommandError::failed)
         }
         _ => Err(CommandError::new(
