@@ -637,12 +637,14 @@ mod tests {
         .expect("scenario");
         assert_eq!(s.locus.answer_delay_ms, 0);
         assert_eq!(Scenario::default().locus.answer_delay_ms, 500);
+        assert_eq!(Scenario::default().locus.join_delay_ms, 0);
         assert_eq!((s.calliope.clusters, s.calliope.silent), (3, 1));
         assert_eq!((s.calliope.rtt_min_ms, s.calliope.rtt_max_ms), (5, 40));
         assert!(s.calliope.enabled);
         assert_eq!(Scenario::default().calliope.clusters, 210);
         for (toml, want) in [
             ("[locus]\nanswer_delay_ms = 600001\n", "answer_delay_ms"),
+            ("[locus]\njoin_delay_ms = 600001\n", "join_delay_ms"),
             ("[locus]\ndelay = 1\n", "unknown field `delay`"),
             ("[calliope]\nsilent = 300\n", "calliope.silent"),
             (

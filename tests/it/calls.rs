@@ -413,3 +413,75 @@ async fn the_three_move_failures_are_reported_distinctly() {
     assert_eq!(ended.end_cause.as_deref(), Some("MoveFailed"));
     daemon.run_until(async {}).await.unwrap();
 }
+
+/// The sim's locus whose `POST /loci/call` carried `correlation_id`, with its requests.
+fn locus_of_call(sim: &roomd_sim::SimHandle, correlation_id: &str) -> Option<Value> {
+    sim.loci()["loci"].as_array()?.iter().find_map(|l| {
+        let ours = l["requests"].as_array()?.iter().any(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/loci/call"))
+                && r["body"]["correlationId"] == correlation_id
+        });
+        ours.then(|| l.clone())
+    })
+}
+
+fn has_leave(locus: &Value) -> bool {
+    locus["requests"].as_array().is_some_and(|requests| {
+        requests
+            .iter()
+            .any(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/leave")))
+    })
+}
+
+/// Locus holds its join answers for 10 s: a hang-up ends the call at once (within 1 s) and
+/// the locus is left once the answer names it; a shutdown does not wait for the join either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_join_holds_up_neither_a_hang_up_nor_a_shutdown() {
+    const HELD: &str = "[locus]\nanswer_delay_ms = 0\njoin_delay_ms = 10000\n";
+    const PROMPTLY: std::time::Duration = std::time::Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    // Requests time out after 10 s by default: the held answer must still be heard.
+    let (sim, daemon, mut status) = support::registered_daemon(dir.path(), HELD, |config| {
+        config.cloud.request_timeout_secs = 30;
+    })
+    .await;
+    support::wait_call_control(&mut status).await;
+
+    let outcome = daemon.room().dial(dial("bob@example.com")).await.unwrap();
+    let dialling = wait_call(&mut status, "dialling", CallState::Dialling).await;
+    assert_eq!(dialling.id, outcome.call_id);
+    tokio::time::timeout(PROMPTLY, daemon.room().calls().disconnect(None))
+        .await
+        .expect("Call Disconnect answers within 1 s while the join is held")
+        .expect("disconnected");
+    let ended = tokio::time::timeout(PROMPTLY, wait_ended(&mut status, "ended", outcome.call_id))
+        .await
+        .expect("the call ends within 1 s while the join is held");
+    assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
+    // The answer arrives after its 10 s and names the locus; the device leaves it then.
+    sim.wait_connections(
+        |_| locus_of_call(&sim, &outcome.conference_id).is_some_and(|l| has_leave(&l)),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the locus of the hung-up call is not left once the join answered: {e}\n{:#}",
+            sim.loci()
+        )
+    });
+
+    // A second join held: shutdown does not wait for it.
+    let second = daemon.room().dial(dial("carol@example.com")).await.unwrap();
+    wait_status(&mut status, "dialling again", |s| {
+        s.calls.active.iter().any(|c| c.id == second.call_id)
+    })
+    .await;
+    tokio::time::timeout(PROMPTLY, daemon.run_until(async {}))
+        .await
+        .expect("shutdown within 1 s while a join is held")
+        .unwrap();
+    sim.shutdown().await;
+}

@@ -36,23 +36,31 @@ use model::{FarEnd, Locus, LocusType, MoveFail, Participant, Sequence, last_segm
 pub struct LocusScenario {
     /// Milliseconds before the far end of an outgoing call answers (or declines); default 500.
     pub answer_delay_ms: u64,
+    /// Milliseconds Locus holds its answer to a join (`POST /loci/call`, `POST
+    /// /loci/{id}/participant`) after acting on it; default 0. A slow Locus, for clients that
+    /// must stay responsive while a join is in flight.
+    pub join_delay_ms: u64,
 }
 
 impl Default for LocusScenario {
     fn default() -> Self {
         Self {
             answer_delay_ms: 500,
+            join_delay_ms: 0,
         }
     }
 }
 
-/// Longest `[locus] answer_delay_ms` (10 minutes).
+/// Longest `[locus] answer_delay_ms` and `join_delay_ms` (10 minutes).
 pub const MAX_ANSWER_DELAY_MS: u64 = 600_000;
 
 impl LocusScenario {
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.answer_delay_ms > MAX_ANSWER_DELAY_MS {
             anyhow::bail!("locus.answer_delay_ms must be at most {MAX_ANSWER_DELAY_MS}");
+        }
+        if self.join_delay_ms > MAX_ANSWER_DELAY_MS {
+            anyhow::bail!("locus.join_delay_ms must be at most {MAX_ANSWER_DELAY_MS}");
         }
         Ok(())
     }

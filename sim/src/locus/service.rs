@@ -132,7 +132,21 @@ async fn call(State(app): State<AppState>, uri: OriginalUri, body: Bytes) -> Ans
             }
         });
     }
+    hold_join_answer(&app).await?;
     Ok(join_answer(sim, &v, dto))
+}
+
+/// `[locus] join_delay_ms`: the join has happened; its answer waits (a simulator shutting
+/// down answers 503 at once).
+async fn hold_join_answer(app: &AppState) -> Result<(), LocusError> {
+    let delay = Duration::from_millis(app.sim.with_scenario(|s| s.locus.join_delay_ms));
+    if delay.is_zero() {
+        return Ok(());
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        () = app.shutdown.wait() => Err(LocusError::Injected(503, "the simulator is stopping".into())),
+    }
 }
 
 async fn meeting_info(State(app): State<AppState>, RawQuery(q): RawQuery) -> Answer {
@@ -168,6 +182,7 @@ async fn join(
     let device = join_fields(&v)?;
     let target = super::join(&app.sim, &id, device, &v)?;
     let dto = app.sim.locus.render(&target, Some(device))?;
+    hold_join_answer(&app).await?;
     Ok(join_answer(&app.sim, &v, dto))
 }
 

@@ -38,7 +38,10 @@ struct Fixture {
 async fn fixture() -> Result<Fixture> {
     let scenario = Scenario {
         devices: vec![Device::new(CODE)],
-        locus: LocusScenario { answer_delay_ms: 0 },
+        locus: LocusScenario {
+            answer_delay_ms: 0,
+            ..LocusScenario::default()
+        },
         calliope: CalliopeScenario {
             enabled: false,
             ..CalliopeScenario::default()
