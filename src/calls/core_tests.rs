@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::core::*;
+use super::core::CallCore;
+use super::messages::*;
 use crate::config::MeetingUriRegex;
 use crate::proto::locus::{JoinAnswer, LocusDto};
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::core::{Action, Answer, CallCore, Command, Done, Input, LocusRequest, Offer, OpId};
-pub use super::core::{CallError, CallEvent, DialOutcome, MAX_DTMF_TONES, valid_tones};
+use super::core::CallCore;
 use super::ice;
+use super::messages::{Action, Answer, Command, Done, Input, LocusRequest, Offer, OpId};
+pub use super::messages::{CallError, CallEvent, DialOutcome, MAX_DTMF_TONES, valid_tones};
 use super::status::CallsStatus;
 use crate::cloud::locus::{JoinBody, LocusClient};
 use crate::config::MeetingUriRegex;

@@ -9,6 +9,7 @@ mod core_tests;
 pub mod diagnostics;
 pub mod ice;
 pub mod manager;
+pub mod messages;
 mod moves;
 pub mod sdp;
 pub mod state;

@@ -3,8 +3,9 @@
 //! id as the same call; mute and layout stay as they are in the room. Each move ends in a
 //! [`MoveRecord`] and a notice for the room.
 
-use super::core::{Action, CallCore, CallEvent, LocusRequest, MoveInProgress};
+use super::core::{CallCore, MoveInProgress};
 use super::diagnostics as diag;
+use super::messages::{Action, CallEvent, LocusRequest};
 use super::state::{CallState, EndCause};
 use super::status::{CallKind, MoveOutcome, MoveRecord};
 use crate::locus::tracker::LocusTracker;
