@@ -145,29 +145,35 @@ fn connected(n: u64) -> Value {
     locus(LOCUS, n, "ACTIVE", "JOINED", "JOINED")
 }
 
+/// A call dialled, its join in flight.
+fn dialling() -> Vec<Step> {
+    vec![(
+        dial(1),
+        &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
+        "Dialling",
+    )]
+}
+
+/// A call dialled, joined and checked: connected.
+fn connected_call() -> Vec<Step> {
+    let mut steps = dialling();
+    steps.push((joined(1, 0, connected(1)), &["ice"], "Dialling"));
+    steps.push((ice(1, 0), &["media 0"], "Connected"));
+    steps
+}
+
 #[test]
 fn the_table() {
     let rows: Vec<(&str, Vec<Step>)> = vec![
         (
             "a call connects after its join and connectivity check",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
-                (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-                (ice(1, 0), &["media 0"], "Connected"),
-            ],
+            connected_call(),
         ),
         (
             "events during the join wait for its answer, then apply in order",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
+            [
+                dialling(),
+                vec![
                 // Sequence 2: the far end left; it must not be lost or applied first.
                 (
                     event(locus(LOCUS, 2, "ACTIVE", "JOINED", "LEFT")),
@@ -180,16 +186,15 @@ fn the_table() {
                     &["media 0", "stop media", "disconnect 1 RemoteDisconnect"],
                     "ended RemoteDisconnect",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "a hang-up during the join ends the call at once; the locus is left when known",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
+            [
+                dialling(),
+                vec![
                 (
                     command(2, Command::Disconnect { call_id: None }),
                     &["stop media", "disconnect 1 LocalDisconnect", "reply 2 ok"],
@@ -200,16 +205,15 @@ fn the_table() {
                     &["leave https://l/loci/1"],
                     "ended LocalDisconnect",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "a failed join ends the call as a network error",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
+            [
+                dialling(),
+                vec![
                 (
                     done(
                         1,
@@ -222,18 +226,15 @@ fn the_table() {
                     &["stop media", "disconnect 1 NetworkError"],
                     "ended NetworkError",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "hang-up of a connected call: leaving until Locus answers",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
-                (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-                (ice(1, 0), &["media 0"], "Connected"),
+            [
+                connected_call(),
+                vec![
                 (
                     command(2, Command::Disconnect { call_id: Some(1) }),
                     &["leave https://l/loci/1"],
@@ -244,18 +245,15 @@ fn the_table() {
                     &["stop media", "disconnect 1 LocalDisconnect", "reply 2 ok"],
                     "ended LocalDisconnect",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "hold: events wait for the hold's answer",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
-                (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-                (ice(1, 0), &["media 0"], "Connected"),
+            [
+                connected_call(),
+                vec![
                 (
                     command(
                         2,
@@ -286,7 +284,9 @@ fn the_table() {
                     &["reply 2 ok", "stop media", "disconnect 1 RemoteDisconnect"],
                     "ended RemoteDisconnect",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "an incoming call rings, is declined, ends as a local reject",
@@ -348,14 +348,9 @@ fn the_table() {
         ),
         (
             "a move leaves the old locus, joins the new one as the same call",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
-                (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-                (ice(1, 0), &["media 0"], "Connected"),
+            [
+                connected_call(),
+                vec![
                 (
                     moved(MEETING, LOCUS),
                     &["leave https://l/loci/1"],
@@ -381,18 +376,15 @@ fn the_table() {
                     "Connecting",
                 ),
                 (ice(1, 1), &["media 1"], "Connected"),
-            ],
+                ],
+            ]
+            .concat(),
         ),
         (
             "a move whose leave fails changes nothing",
-            vec![
-                (
-                    dial(1),
-                    &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                    "Dialling",
-                ),
-                (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-                (ice(1, 0), &["media 0"], "Connected"),
+            [
+                connected_call(),
+                vec![
                 (
                     moved(MEETING, LOCUS),
                     &["leave https://l/loci/1"],
@@ -405,7 +397,9 @@ fn the_table() {
                     ],
                     "Connected",
                 ),
-            ],
+                ],
+            ]
+            .concat(),
         ),
     ];
     for (name, steps) in rows {
@@ -415,32 +409,14 @@ fn the_table() {
 
 #[test]
 fn shutdown_ends_a_call_whose_join_is_in_flight_and_leaves_a_connected_one() {
-    let mut core = run(
-        "dialling",
-        vec![(
-            dial(1),
-            &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-            "Dialling",
-        )],
-    );
+    let mut core = run("dialling", dialling());
     assert_eq!(
         summary(&core.shutdown()),
         ["stop media", "disconnect 1 LocalDisconnect"]
     );
     assert!(core.is_idle());
 
-    let mut core = run(
-        "connected",
-        vec![
-            (
-                dial(1),
-                &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                "Dialling",
-            ),
-            (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-            (ice(1, 0), &["media 0"], "Connected"),
-        ],
-    );
+    let mut core = run("connected", connected_call());
     assert_eq!(summary(&core.shutdown()), [format!("leave {LOCUS}")]);
     // The leave never answered: shutdown's deadline ends the call.
     assert_eq!(
@@ -451,18 +427,7 @@ fn shutdown_ends_a_call_whose_join_is_in_flight_and_leaves_a_connected_one() {
 
 #[test]
 fn a_sync_holds_the_call_and_a_bad_event_is_counted() {
-    let mut core = run(
-        "connected",
-        vec![
-            (
-                dial(1),
-                &["outgoing 1", "call far@example.com", "reply 1 dialled 1"],
-                "Dialling",
-            ),
-            (joined(1, 0, connected(1)), &["ice"], "Dialling"),
-            (ice(1, 0), &["media 0"], "Connected"),
-        ],
-    );
+    let mut core = run("connected", connected_call());
     assert!(summary(&core.handle(Input::Event(json!("not an object")))).is_empty());
     assert_eq!(core.status().locus.bad_events, 1);
     // The event socket came back: every call begun before the resync is fetched.

@@ -25,6 +25,29 @@ pub async fn start_in_tempdir(scenario: Scenario) -> Result<(SimHandle, TempDir)
     Ok((sim, dir))
 }
 
+/// `method path` on the simulator's admin API through `client` (the admin API takes either
+/// CA's client), with an optional JSON body: the status and the JSON answer (`Null` when the
+/// body is empty or not JSON).
+pub async fn admin(
+    client: &reqwest::Client,
+    sim: &SimHandle,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
+    let mut req = client.request(method, format!("{}{path}", sim.admin_url()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
 /// A simulator in a temporary directory ([`start_in_tempdir`]) and a client for each of its
 /// two CAs, every request bounded by the timeout given to [`SimFixture::start`].
 #[derive(Debug)]

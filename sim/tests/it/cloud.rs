@@ -81,13 +81,7 @@ impl Fixture {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
-        let mut req = self
-            .main
-            .request(method, format!("{}{path}", self.sim.admin_url()));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        read(req.send().await?).await
+        support::admin(&self.main, &self.sim, method, path, body).await
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<(u16, Value)> {

@@ -78,15 +78,7 @@ impl Fixture {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.sim.admin_url()));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await?))
+        support::admin(&self.http, &self.sim, method, path, body).await
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
