@@ -90,6 +90,15 @@ impl Call {
         self.tracker.current().and_then(|l| l.self_.as_ref())
     }
 
+    /// The leave of this call's locus, once the locus is known.
+    pub fn leave_request(&self) -> Option<LocusRequest> {
+        Some(LocusRequest::Leave {
+            locus_url: self.locus_url()?.to_owned(),
+            self_id: self.me().map(|p| p.id.clone()).unwrap_or_default(),
+            correlation_id: self.correlation_id.clone(),
+        })
+    }
+
     fn held(&self) -> bool {
         self.holds > 0
     }
@@ -244,30 +253,18 @@ impl CallCore {
         self.waiting.clear();
         let ids: Vec<u32> = self.calls.iter().map(|c| c.id).collect();
         for id in ids {
-            let Some(call) = self.call_mut(id) else {
+            let Some(index) = self.calls.iter().position(|c| c.id == id) else {
                 continue;
             };
+            let call = &mut self.calls[index];
             call.holds = 0;
             call.moving = None;
-            let attempt = call.attempt;
-            let request = match call.locus_url().map(str::to_owned) {
-                Some(locus_url) if call.state == CallState::Ringing => {
-                    Some(LocusRequest::Decline { locus_url })
-                }
-                Some(locus_url) if !call.joining => {
-                    call.diagnostic(diag::CALL_LEAVE);
-                    call.state = CallState::Disconnecting;
-                    Some(LocusRequest::Leave {
-                        locus_url,
-                        self_id: call.me().map(|p| p.id.clone()).unwrap_or_default(),
-                        correlation_id: call.correlation_id.clone(),
-                    })
-                }
-                _ => None,
-            };
-            match request {
-                Some(request) => self.push_locus(id, attempt, request),
-                None => self.end(id, EndCause::LocalDisconnect, Some("roomd stopped".into())),
+            if call.joining || call.locus_url().is_none() {
+                self.end(id, EndCause::LocalDisconnect, Some("roomd stopped".into()));
+            } else if call.state == CallState::Ringing {
+                self.start_decline(index, None);
+            } else {
+                self.start_leave(index, None);
             }
         }
         self.publish();
@@ -557,15 +554,8 @@ impl CallCore {
         if let Some(op) = op {
             call.owed.push((Owed::Disconnect, op));
         }
-        match call.locus_url().map(str::to_owned) {
-            Some(locus_url) => {
-                let request = LocusRequest::Leave {
-                    locus_url,
-                    self_id: call.me().map(|p| p.id.clone()).unwrap_or_default(),
-                    correlation_id: call.correlation_id.clone(),
-                };
-                self.push_locus(id, attempt, request);
-            }
+        match call.leave_request() {
+            Some(request) => self.push_locus(id, attempt, request),
             None => {
                 let op = call.take_owed(Owed::Disconnect);
                 self.end(id, EndCause::LocalDisconnect, None);

@@ -55,12 +55,10 @@ impl CallCore {
             call_id = id,
             "Call {id}: moved by the meeting from {from} to {to} ({name}); leaving the old call"
         );
-        call.diagnostic(diag::CALL_LEAVE);
-        let request = LocusRequest::Leave {
-            locus_url: from.clone(),
-            self_id: call.me().map(|p| p.id.clone()).unwrap_or_default(),
-            correlation_id: call.correlation_id.clone(),
+        let Some(request) = call.leave_request() else {
+            return;
         };
+        call.diagnostic(diag::CALL_LEAVE);
         // Held from the leave until the join's connectivity check is done.
         call.holds += 1;
         call.moving = Some(MoveInProgress { from, to, name });
