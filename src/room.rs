@@ -101,8 +101,7 @@ impl Room {
     fn mirror(&self) {
         let now = self.controls.borrow().clone();
         self.status.send_if_modified(|s| {
-            let changed = s.controls != now || s.hardware.privacy_switch_closed != now.camera_off;
-            s.hardware.privacy_switch_closed = now.camera_off;
+            let changed = s.controls != now;
             s.controls = now;
             changed
         });

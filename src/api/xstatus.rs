@@ -253,7 +253,8 @@ pub fn tree(status: &DeviceStatus, uptime: Duration) -> Value {
         "StatusLed": status_led_name(hw.status_led),
         "MuteLed": on_off(hw.mute_led),
         "MeetingLed": on_off(hw.meeting_led),
-        "PrivacySwitch": if hw.privacy_switch_closed { "Closed" } else { "Open" },
+        // The switch sets the room's camera control (`room::Room::set_camera_off`).
+        "PrivacySwitch": if s.controls.camera_off { "Closed" } else { "Open" },
         "JoinPresses": hw.join_presses,
         "MutePresses": hw.mute_presses,
     });

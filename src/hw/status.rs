@@ -34,7 +34,6 @@ pub struct HardwareStatus {
     pub status_led: LedPattern,
     pub mute_led: bool,
     pub meeting_led: bool,
-    pub privacy_switch_closed: bool,
     pub join_presses: u32,
     pub mute_presses: u32,
 }

@@ -95,7 +95,11 @@ async fn buttons_switch_and_leds_drive_and_follow_the_room() {
         json!({"Id": 2, "Status": {"Video": {"Input": {"MainVideoMute": "On"}}}})
     );
     let s = wait_status(&mut status, "camera off", |s| s.controls.camera_off).await;
-    assert!(s.hardware.privacy_switch_closed);
+    assert_eq!(
+        roomd::api::xstatus::tree(&s, std::time::Duration::ZERO)["SystemUnit"]["Hardware"]["Gpio"]
+            ["PrivacySwitch"],
+        "Closed"
+    );
 
     press(gpio, GpioRole::JoinButton, &mut status).await;
     let s = wait_status(&mut status, "the join button dialled", |s| {
