@@ -207,14 +207,19 @@ fn check_media(board: &Board, lines: &mut Vec<CheckLine>) {
     match media::init() {
         Ok(version) => {
             lines.push(ok(version));
-            for (role, spec) in [
-                ("camera", &board.media.camera),
-                ("microphone", &board.media.microphone),
-                ("video encoder", &board.media.video_encoder),
-            ] {
-                lines.push(match media::check_element(spec) {
+            for (role, spec) in board.media.roles() {
+                lines.push(match crate::media::elements::check_role(role, spec) {
                     Ok(()) => ok(format!("{role}: {}", spec.element)),
-                    Err(e) => fail(format!("{role}: {e}")),
+                    Err(e) => fail(e.to_string()),
+                });
+            }
+            if board.media.video_decoder.is_none() {
+                lines.push(match crate::media::elements::check_board(&board.media) {
+                    Ok(resolved) => ok(format!(
+                        "video_decoder: {} (fallback; the board names none)",
+                        resolved.video_decoder.element
+                    )),
+                    Err(e) => fail(e.to_string()),
                 });
             }
         }

@@ -128,7 +128,9 @@ async fn run(cli: &Cli, loaded: Result<Loaded, config::ConfigError>) -> ExitCode
         Err(e) => {
             eprintln!("roomd: {e}");
             ExitCode::from(match e {
-                DaemonError::Config(_) | DaemonError::Tls(_) => exit::CONFIG,
+                DaemonError::Config(_) | DaemonError::Tls(_) | DaemonError::Media(_) => {
+                    exit::CONFIG
+                }
                 DaemonError::Control(_) | DaemonError::Http(_) | DaemonError::Store(_) => {
                     exit::IOERR
                 }

@@ -149,6 +149,11 @@ impl Room {
         Ok(())
     }
 
+    /// Self-view: the camera's picture in a corner of the display during calls.
+    pub fn set_selfview(&self, on: bool) {
+        self.change(|c| c.selfview = on);
+    }
+
     /// The privacy switch: closed turns the camera off.
     pub fn set_camera_off(&self, off: bool) {
         if self.change(|c| c.camera_off = off) {

@@ -360,6 +360,7 @@ pub fn video(controls: &RoomControls) -> Value {
     json!({
         "Input": { "MainVideoMute": on_off(controls.camera_off) },
         "Layout": { "LayoutFamily": { "Local": controls.layout.as_str() } },
+        "Selfview": { "Mode": on_off(controls.selfview) },
     })
 }
 

@@ -316,8 +316,23 @@ pub struct MediaConfig {
     pub rtcp_interval_ms: u64,
     /// Seconds between `client.mediaquality.event`s during a call. Default 60.
     pub quality_interval_secs: u64,
-    /// Depayload the streams the media node sends and count their frames. Default true.
+    /// Decode, compose and play the streams the media node sends on the board's display and
+    /// speaker. Off: only count their packets. Default true.
     pub receive: bool,
+    /// The composed picture sent to the display, in pixels and frames per second (the
+    /// board's display caps may convert it further). Default 1280×720 at 30.
+    pub display_width: u32,
+    pub display_height: u32,
+    pub display_fps: u32,
+    /// Receive jitter buffer, in milliseconds. Default 80.
+    pub jitter_buffer_ms: u32,
+    /// Acoustic echo cancellation of the speaker's output in the microphone (webrtcdsp).
+    /// Default true.
+    pub echo_cancellation: bool,
+    /// Noise suppression on the microphone (with echo cancellation). Default true.
+    pub noise_suppression: bool,
+    /// Automatic gain control on the microphone (with echo cancellation). Default true.
+    pub gain_control: bool,
 }
 
 impl Default for MediaConfig {
@@ -333,6 +348,13 @@ impl Default for MediaConfig {
             rtcp_interval_ms: 1000,
             quality_interval_secs: 60,
             receive: true,
+            display_width: 1280,
+            display_height: 720,
+            display_fps: 30,
+            jitter_buffer_ms: 80,
+            echo_cancellation: true,
+            noise_suppression: true,
+            gain_control: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod cloud_health;
 pub mod device_control;
 pub mod hardware;
+pub mod ringer;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -67,6 +68,8 @@ pub enum DaemonError {
     Shutdown(#[from] ShutdownTimeout),
     /// {0}
     Store(#[from] StoreError),
+    /// {0}
+    Media(media::gst::MediaError),
 }
 
 /// Runs the daemon until `shutdown` completes.
@@ -213,6 +216,32 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         // Media is needed for calls only; the device still registers and reports without it.
         Err(e) => gst_span.in_scope(|| tracing::error!("{e}; calls will not have media")),
     }
+    // Every board role's element must be installed: a board this image cannot play stops the
+    // start here, naming the element and its package, rather than failing in a call.
+    let resolved_media = if !config.media.enabled {
+        gst_span
+            .in_scope(|| tracing::info!("media disabled by configuration: calls carry no media"));
+        None
+    } else if initial.gstreamer.is_some() {
+        match media::elements::check_board(&board.media) {
+            Ok(resolved) => {
+                gst_span.in_scope(|| {
+                    tracing::info!(
+                        decoder = %resolved.video_decoder.element,
+                        "board media roles present (decoder {})",
+                        resolved.video_decoder.element
+                    );
+                });
+                Some(resolved)
+            }
+            Err(e) => {
+                gst_span.in_scope(|| tracing::error!("board {:?}: {e}", board.name));
+                return Err(DaemonError::Media(e));
+            }
+        }
+    } else {
+        None
+    };
 
     let trust = TrustStore::with_files(&config.cloud.extra_ca_files)?;
     let base_trust = trust.clone();
@@ -240,7 +269,7 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         volume: configuration.default_volume,
         ..RoomControls::default()
     });
-    let media_options = media_options(&config, &board, initial.gstreamer.is_some());
+    let media_options = media_options(&config, resolved_media.as_ref());
     let (status_tx, status_rx) = watch::channel(initial);
     let tasks = Tasks::new();
     let bus = EventBus::new();
@@ -262,6 +291,13 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
     tasks.spawn(Subsystem::Calls.span(), move |shutdown| {
         call_manager.run(shutdown)
     });
+    if let Some(resolved) = &resolved_media {
+        let speaker = resolved.media.speaker.clone();
+        let (status_rx, controls_rx) = (status_rx.clone(), controls_tx.subscribe());
+        tasks.spawn(Subsystem::Media.span(), move |shutdown| {
+            ringer::run(speaker, status_rx, controls_rx, shutdown)
+        });
+    }
     let room = Room::new(controls_tx, status_tx.clone(), bookings.clone(), calls);
     {
         let (bus, room) = (bus.clone(), room.clone());
@@ -523,21 +559,15 @@ async fn report_to_systemd(
     }
 }
 
-/// The media engine's options from `[media]` and the board; `None` when media is disabled or
-/// GStreamer did not initialise (calls then connect without media).
+/// The media engine's options from `[media]` and the board (its elements checked against
+/// the registry); `None` when media is disabled or GStreamer did not initialise (calls then
+/// connect without media).
 fn media_options(
     config: &Config,
-    board: &Board,
-    gstreamer: bool,
+    board: Option<&media::elements::ResolvedMedia>,
 ) -> Option<media::session::MediaOptions> {
     let m = &config.media;
-    if !m.enabled {
-        tracing::info!("media disabled by configuration: calls carry no media");
-        return None;
-    }
-    if !gstreamer {
-        return None;
-    }
+    let board = board?;
     Some(media::session::MediaOptions {
         graph: media::graph::GraphSpec::from_board(
             &board.media,
@@ -553,5 +583,17 @@ fn media_options(
         rtcp_interval: Duration::from_millis(m.rtcp_interval_ms.max(10)),
         quality_interval: Duration::from_secs(m.quality_interval_secs.max(1)),
         receive: m.receive,
+        output: media::session::OutputOptions {
+            video_decoder: board.video_decoder.clone(),
+            speaker: board.media.speaker.clone(),
+            display: board.media.display.clone(),
+            display_width: m.display_width.clamp(32, 7680) & !1,
+            display_height: m.display_height.clamp(18, 4320) & !1,
+            display_fps: m.display_fps.clamp(1, 120),
+            jitter_ms: m.jitter_buffer_ms.min(2000),
+            echo_cancellation: m.echo_cancellation,
+            noise_suppression: m.noise_suppression,
+            gain_control: m.gain_control,
+        },
     })
 }

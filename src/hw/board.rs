@@ -34,18 +34,58 @@ pub struct BoardGpio {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BoardMedia {
+    /// Video capture (`v4l2src`, `libcamerasrc`, a test source).
     pub camera: ElementSpec,
+    /// Audio capture (`alsasrc`, a test source).
     pub microphone: ElementSpec,
+    /// Audio output: far-end audio and the ring tone (`alsasink`, `filesink`, `fakesink`).
+    pub speaker: ElementSpec,
+    /// Video output: the composed layout (`kmssink`, `waylandsink`, `fakesink`).
+    pub display: ElementSpec,
     pub video_encoder: ElementSpec,
+    /// H.264 decoder; `None`: the first of `avdec_h264`, `openh264dec` that is installed.
+    pub video_decoder: Option<ElementSpec>,
 }
 
-/// A GStreamer element and the properties to set on it (as strings, parsed by GStreamer).
+impl BoardMedia {
+    /// Every role the board names, with its element (for checks and `roomd check`).
+    pub fn roles(&self) -> Vec<(&'static str, &ElementSpec)> {
+        let mut roles = vec![
+            ("camera", &self.camera),
+            ("microphone", &self.microphone),
+            ("speaker", &self.speaker),
+            ("display", &self.display),
+            ("video_encoder", &self.video_encoder),
+        ];
+        if let Some(decoder) = &self.video_decoder {
+            roles.push(("video_decoder", decoder));
+        }
+        roles
+    }
+}
+
+/// A GStreamer element, the properties to set on it (as strings, parsed by GStreamer) and,
+/// where the device needs them, the caps it produces or takes
+/// (`video/x-raw,width=1280,height=720,framerate=30/1` after a `v4l2src`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElementSpec {
     pub element: String,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<String>,
+}
+
+impl ElementSpec {
+    /// An element with no properties and no caps.
+    pub fn new(element: &str) -> Self {
+        Self {
+            element: element.to_owned(),
+            properties: BTreeMap::new(),
+            caps: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -198,7 +238,10 @@ impl LinesFile {
 struct MediaFile {
     camera: Option<ElementSpec>,
     microphone: Option<ElementSpec>,
+    speaker: Option<ElementSpec>,
+    display: Option<ElementSpec>,
     video_encoder: Option<ElementSpec>,
+    video_decoder: Option<ElementSpec>,
 }
 
 impl Board {
@@ -273,7 +316,13 @@ impl Board {
         let media = BoardMedia {
             camera: element(file.media.camera, "camera")?,
             microphone: element(file.media.microphone, "microphone")?,
+            speaker: element(file.media.speaker, "speaker")?,
+            display: element(file.media.display, "display")?,
             video_encoder: element(file.media.video_encoder, "video_encoder")?,
+            video_decoder: file
+                .media
+                .video_decoder
+                .filter(|s| !s.element.trim().is_empty()),
         };
         Ok(Board {
             name: board,

@@ -18,6 +18,8 @@ pub struct RoomControls {
     /// The privacy switch is closed: the camera sends nothing (`Video Input MainVideoMute: On`).
     pub camera_off: bool,
     pub layout: LayoutFamily,
+    /// The camera's own picture in a corner of the display (`Video Selfview Mode`).
+    pub selfview: bool,
 }
 
 impl Default for RoomControls {
@@ -28,6 +30,7 @@ impl Default for RoomControls {
             microphones_muted: false,
             camera_off: false,
             layout: LayoutFamily::default(),
+            selfview: false,
         }
     }
 }

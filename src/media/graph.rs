@@ -37,6 +37,20 @@ pub struct GraphSpec {
     /// Size, rate and bitrate each layer starts with (benchmarks); empty: the capture's,
     /// with the encoder's own bitrate, until an SCR says otherwise.
     pub layer_presets: Vec<LayerConfig>,
+    /// A self-view branch of this size (raw I420 into an appsink the session forwards to the
+    /// display's picture-in-picture); `None`: no branch.
+    pub selfview: Option<(u32, u32)>,
+    /// The microphone's acoustic echo cancellation, noise suppression and gain control.
+    pub dsp: Option<AudioDsp>,
+}
+
+/// `webrtcdsp` on the microphone, cancelling what the speaker's `webrtcechoprobe` (by name)
+/// played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioDsp {
+    pub echo_probe: String,
+    pub noise_suppression: bool,
+    pub gain_control: bool,
 }
 
 impl GraphSpec {
@@ -54,6 +68,8 @@ impl GraphSpec {
             audio: true,
             sink: "appsink",
             layer_presets: Vec::new(),
+            selfview: None,
+            dsp: None,
         }
     }
 }
@@ -71,11 +87,15 @@ pub fn layer_encoder(i: usize) -> String {
 pub fn layer_sink(i: usize) -> String {
     format!("vsink{i}")
 }
-pub const AUDIO_VALVE: &str = "avalve";
+/// Microphone mute: a `volume` at the source, so muted audio is silence frames.
+pub const MIC_MUTE: &str = "micmute";
 pub const AUDIO_SINK: &str = "asink";
+pub const SELFVIEW_SINK: &str = "selfview";
+/// Closed while the privacy switch is: no camera frame goes anywhere, self-view included.
+pub const CAMERA_VALVE: &str = "camvalve";
 
 /// `element name=… prop="value" …`, values quoted so any string survives the parser.
-fn element(spec: &ElementSpec, name: Option<&str>) -> String {
+pub(crate) fn element_text(spec: &ElementSpec, name: Option<&str>) -> String {
     let mut out = spec.element.clone();
     if let Some(name) = name {
         let _ = write!(out, " name={name}");
@@ -85,6 +105,14 @@ fn element(spec: &ElementSpec, name: Option<&str>) -> String {
         let _ = write!(out, " {key}=\"{escaped}\"");
     }
     out
+}
+
+/// A capture element followed by the caps the board gives it, if any.
+fn source_text(spec: &ElementSpec) -> String {
+    match &spec.caps {
+        Some(caps) => format!("{} ! {caps}", element_text(spec, None)),
+        None => element_text(spec, None),
+    }
 }
 
 /// The caps a layer's capsfilter holds.
@@ -103,9 +131,9 @@ pub fn describe(spec: &GraphSpec) -> String {
     };
     let (w, h, fps) = (spec.capture_width, spec.capture_height, spec.capture_fps);
     let mut text = format!(
-        "{} ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
-         ! tee name=vtee allow-not-linked=true",
-        element(&spec.camera, None)
+        "{} ! valve name={CAMERA_VALVE} drop=false ! videoconvert ! videoscale ! videorate \
+         ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! tee name=vtee allow-not-linked=true",
+        source_text(&spec.camera)
     );
     let queue = if spec.live {
         "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0"
@@ -118,7 +146,7 @@ pub fn describe(spec: &GraphSpec) -> String {
             || layer_caps_string(w, h, fps),
             |p| layer_caps_string(p.width, p.height, p.fps),
         );
-        let mut encoder = element(&spec.video_encoder, Some(&layer_encoder(i)));
+        let mut encoder = element_text(&spec.video_encoder, Some(&layer_encoder(i)));
         if let Some(p) = preset {
             let _ = write!(encoder, " bitrate={}", p.bitrate_kbps);
         }
@@ -136,12 +164,30 @@ pub fn describe(spec: &GraphSpec) -> String {
             sink(layer_sink(i)),
         );
     }
-    if spec.audio {
+    if let Some((sw, sh)) = spec.selfview {
         let _ = write!(
             text,
-            " {} ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 \
-             ! valve name={AUDIO_VALVE} drop=false ! opusenc ! rtpopuspay pt={AUDIO_PT} mtu={PAYLOADER_MTU} ! {}",
-            element(&spec.microphone, None),
+            " vtee. ! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 \
+             ! videoscale ! video/x-raw,width={sw},height={sh} \
+             ! appsink name={SELFVIEW_SINK} sync=false max-buffers=1 drop=true"
+        );
+    }
+    if spec.audio {
+        // webrtcdsp takes S16LE at 48 kHz; mono is what a room microphone array delivers
+        // after beamforming, and it halves the DSP's work.
+        let dsp = spec.dsp.as_ref().map_or_else(String::new, |d| {
+            format!(
+                " ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! webrtcdsp probe={} \
+                 echo-cancel=true echo-suppression-level=high noise-suppression={} gain-control={} \
+                 ! audioconvert ! audioresample",
+                d.echo_probe, d.noise_suppression, d.gain_control
+            )
+        });
+        let _ = write!(
+            text,
+            " {} ! audioconvert ! audioresample{dsp} ! volume name={MIC_MUTE} mute=false \
+             ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt={AUDIO_PT} mtu={PAYLOADER_MTU} ! {}",
+            source_text(&spec.microphone),
             sink(AUDIO_SINK.to_owned()),
         );
     }
@@ -160,6 +206,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            caps: None,
         }
     }
 
@@ -168,7 +215,10 @@ mod tests {
         let media = BoardMedia {
             camera: spec("videotestsrc", &[("is-live", "true")]),
             microphone: spec("audiotestsrc", &[("wave", "sine")]),
+            speaker: spec("fakesink", &[]),
+            display: spec("fakesink", &[]),
             video_encoder: spec("x264enc", &[("tune", "zerolatency")]),
+            video_decoder: None,
         };
         let text = describe(&GraphSpec::from_board(&media, (1280, 720, 30), 3));
         assert_eq!(text.matches("videotestsrc").count(), 1);
@@ -176,6 +226,7 @@ mod tests {
         assert_eq!(text.matches("x264enc name=venc").count(), 3);
         assert!(text.contains("x264enc name=venc2 tune=\"zerolatency\""));
         assert!(text.contains("valve name=vvalve0 drop=true"));
+        assert!(text.contains("volume name=micmute"));
         assert!(text.contains("rtpopuspay pt=111 mtu=1192"));
         assert!(text.contains("rtph264pay pt=126 mtu=1192"));
     }
@@ -183,6 +234,6 @@ mod tests {
     #[test]
     fn quotes_survive() {
         let s = spec("x", &[("p", "a \"b\"")]);
-        assert_eq!(element(&s, None), "x p=\"a \\\"b\\\"\"");
+        assert_eq!(element_text(&s, None), "x p=\"a \\\"b\\\"\"");
     }
 }

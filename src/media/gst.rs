@@ -24,6 +24,16 @@ pub enum MediaError {
     },
     /// GStreamer pipeline: {0}
     Pipeline(String),
+    /// board role `{role}`: GStreamer element `{element}` is not installed (install {package})
+    RoleMissing {
+        role: &'static str,
+        element: String,
+        package: &'static str,
+    },
+    /// board role `{role}`: {reason}
+    Role { role: &'static str, reason: String },
+    /// no H.264 decoder is installed (tried {tried}); name one as the board's `video_decoder`
+    NoDecoder { tried: String },
 }
 
 /// Pipelines built and not yet torn down, for the teardown test.
@@ -133,6 +143,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            caps: None,
         }
     }
 

@@ -118,6 +118,80 @@ pub fn receive_requests(family: LayoutFamily) -> Vec<ScrRequest> {
     requests
 }
 
+/// A rectangle of the display, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+impl Rect {
+    fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
+        let c = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Self {
+            x: c(x),
+            y: c(y),
+            width: c(width),
+            height: c(height),
+        }
+    }
+
+    /// The centre point (for measuring what a region shows).
+    pub fn centre(&self) -> (i32, i32) {
+        (self.x + self.width / 2, self.y + self.height / 2)
+    }
+}
+
+/// Where each of the family's receive streams goes on a `width`×`height` display, in the
+/// order of [`receive_requests`]: the main stream first, then the thumbnails.
+///
+/// - overlay/auto: main full screen, 6 thumbnails in a row along the bottom edge;
+/// - prominent: main in the left three quarters, 4 thumbnails stacked on the right;
+/// - equal: a 2×2 grid; single: the main stream full screen.
+pub fn regions(family: LayoutFamily, width: u32, height: u32) -> Vec<Rect> {
+    let (w, h) = (width.max(16), height.max(9));
+    let margin = w / 64;
+    match family {
+        LayoutFamily::Single => vec![Rect::new(0, 0, w, h)],
+        LayoutFamily::Auto | LayoutFamily::Overlay => {
+            let tw = w / 8;
+            let th = tw * 9 / 16;
+            let gap = margin;
+            let row = 6 * tw + 5 * gap;
+            let x0 = w.saturating_sub(row) / 2;
+            let y = h.saturating_sub(th + margin);
+            std::iter::once(Rect::new(0, 0, w, h))
+                .chain((0..6).map(|k| Rect::new(x0 + k * (tw + gap), y, tw, th)))
+                .collect()
+        }
+        LayoutFamily::Prominent => {
+            let mw = w * 3 / 4;
+            let mh = (mw * 9 / 16).min(h);
+            let tw = w - mw;
+            let th = (tw * 9 / 16).min(h / 4);
+            std::iter::once(Rect::new(0, h.saturating_sub(mh) / 2, mw, mh))
+                .chain((0..4).map(|k| Rect::new(mw, k * th, tw, th)))
+                .collect()
+        }
+        LayoutFamily::Equal => {
+            let (cw, ch) = (w / 2, h / 2);
+            (0..4)
+                .map(|k| Rect::new((k % 2) * cw, (k / 2) * ch, cw, ch))
+                .collect()
+        }
+    }
+}
+
+/// The self-view picture-in-picture: a fifth of the width, top right.
+pub fn selfview_region(width: u32, height: u32) -> Rect {
+    let margin = width / 64;
+    let w = width / 5;
+    let h = (w * 9 / 16).min(height);
+    Rect::new(width.saturating_sub(w + margin), margin, w, h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +282,31 @@ mod tests {
                     .iter()
                     .all(|r| r.srcid == 0 && r.csi == 0 && r.payload_type == 126)
             );
+        }
+    }
+
+    #[test]
+    fn every_family_has_a_region_per_request_inside_the_display() {
+        for family in LayoutFamily::ALL {
+            let regions = regions(family, 1280, 720);
+            assert_eq!(regions.len(), receive_requests(family).len(), "{family:?}");
+            for r in &regions {
+                assert!(
+                    r.x >= 0 && r.y >= 0 && r.width > 0 && r.height > 0,
+                    "{family:?} {r:?}"
+                );
+                assert!(
+                    r.x + r.width <= 1280 && r.y + r.height <= 720,
+                    "{family:?} {r:?}"
+                );
+            }
+        }
+        // The main stream's centre is not covered by a thumbnail or the self-view.
+        let overlay = regions(LayoutFamily::Overlay, 1280, 720);
+        let (cx, cy) = overlay[0].centre();
+        let selfview = selfview_region(1280, 720);
+        for r in overlay[1..].iter().chain([&selfview]) {
+            assert!(!(cx >= r.x && cx < r.x + r.width && cy >= r.y && cy < r.y + r.height));
         }
     }
 }

@@ -4,12 +4,14 @@
 //! [`status`] slice.
 
 pub mod controls;
+pub mod elements;
 pub mod graph;
 pub mod gst;
 pub mod layers;
 pub mod layout;
 pub mod plan;
 pub mod receive_pipeline;
+pub mod ring;
 pub mod send_pipeline;
 pub mod session;
 pub mod status;

@@ -49,7 +49,8 @@ struct LayerElements {
 pub struct SendPipeline {
     pipeline: OwnedPipeline,
     layers: Vec<LayerElements>,
-    audio_valve: Option<gst::Element>,
+    mic_mute: Option<gst::Element>,
+    camera_valve: gst::Element,
 }
 
 fn attach_sink(
@@ -104,18 +105,19 @@ impl SendPipeline {
                 )?;
             }
         }
-        let audio_valve = if spec.audio {
+        let mic_mute = if spec.audio {
             if spec.sink == "appsink" {
                 attach_sink(&pipeline, graph::AUDIO_SINK, SendStream::Audio, packets)?;
             }
-            Some(pipeline.element(graph::AUDIO_VALVE)?)
+            Some(pipeline.element(graph::MIC_MUTE)?)
         } else {
             None
         };
         Ok(Self {
+            camera_valve: pipeline.element(graph::CAMERA_VALVE)?,
             pipeline,
             layers,
-            audio_valve,
+            mic_mute,
         })
     }
 
@@ -179,11 +181,40 @@ impl SendPipeline {
         }
     }
 
-    /// Stops or restarts the microphone's encoding (mute).
-    pub fn set_audio_sending(&self, sending: bool) {
-        if let Some(valve) = &self.audio_valve {
-            valve.set_property("drop", !sending);
+    /// Microphone mute at the source: the encoder goes on, with silence.
+    pub fn set_microphone_muted(&self, muted: bool) {
+        if let Some(volume) = &self.mic_mute {
+            volume.set_property("mute", muted);
         }
+    }
+
+    /// The privacy switch: no camera frame passes while it is closed.
+    pub fn set_camera_off(&self, off: bool) {
+        self.camera_valve.set_property("drop", off);
+    }
+
+    /// Forwards the self-view branch's frames into `target` (the display's picture-in-picture).
+    pub fn feed_selfview(&self, target: gst_app::AppSrc) -> Result<(), MediaError> {
+        let sink: gst_app::AppSink = self.pipeline.element(graph::SELFVIEW_SINK)?;
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer_owned() {
+                        // The target stamps its own time; a full target drops (leaky).
+                        let mut buffer = buffer;
+                        {
+                            let b = buffer.make_mut();
+                            b.set_pts(gst::ClockTime::NONE);
+                            b.set_dts(gst::ClockTime::NONE);
+                        }
+                        let _ = target.push_buffer(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Ok(())
     }
 
     /// Sets the pipeline to Null and waits for it to get there (dropping does the same).

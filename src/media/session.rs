@@ -20,17 +20,18 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::controls::RoomControls;
-use super::graph::{GraphSpec, VIDEO_PT};
+use super::graph::{AUDIO_PT, AudioDsp, GraphSpec, VIDEO_PT};
 use super::gst::MediaError;
 use super::layers::{self, Capture, LayerConfig};
 use super::layout::{self, LayoutFamily};
 use super::plan::MediaPlan;
-use super::receive_pipeline::ReceivePipeline;
+use super::receive_pipeline::{ReceiveEvent, ReceivePipeline, ReceiveSpec};
 use super::send_pipeline::{OutPacket, PipelineEvent, SendPipeline, SendStream};
 use super::status::{
     AudioSendState, LayerState, MediaAudioView, MediaLayerView, MediaReceiveView, MediaStatus,
     MediaView,
 };
+use crate::hw::board::ElementSpec;
 use crate::proto::multistream::{Message, Sca, ScaEntry, Scr, SourceState};
 use crate::proto::rtp::{self, Demux, SenderReport};
 use crate::status_slice::StatusSlice;
@@ -57,9 +58,32 @@ pub struct MediaOptions {
     pub rtcp_interval: Duration,
     /// How often `client.mediaquality.event` is raised during a call.
     pub quality_interval: Duration,
-    /// Depayload what the node sends (frame counts per CSI).
+    /// Decode, compose and play what the node sends; off: only count its packets.
     pub receive: bool,
+    /// The display, speaker and decoder the received media goes through.
+    pub output: OutputOptions,
 }
+
+/// The board's output roles and the display geometry (from `[media]` and the board).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputOptions {
+    pub video_decoder: ElementSpec,
+    pub speaker: ElementSpec,
+    pub display: ElementSpec,
+    pub display_width: u32,
+    pub display_height: u32,
+    pub display_fps: u32,
+    pub jitter_ms: u32,
+    /// Echo cancellation, noise suppression and gain control on the microphone.
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub gain_control: bool,
+}
+
+/// Self-view frames: small, the compositor scales them to the picture-in-picture.
+const SELFVIEW_SIZE: (u32, u32) = (320, 180);
+/// The node sends the three loudest speakers.
+const AUDIO_SLOTS: usize = 3;
 
 impl MediaOptions {
     pub fn capture(&self) -> Capture {
@@ -139,12 +163,45 @@ pub async fn start(
         .await
         .map_err(|e| MediaError::Pipeline(format!("media socket to {}: {e}", start.node)))?;
     let (packets_tx, packets) = mpsc::channel(1024);
+    let (output_tx, output_events) = mpsc::unbounded_channel();
     let mut graph = options.graph.clone();
     graph.layers = start.plan.video_ssrcs.len();
+    // The receive side first: the microphone's echo canceller finds the speaker's probe by
+    // name when it starts.
+    let output = if options.receive {
+        let echo_probe = format!("roomd-echo-{}-{:08x}", start.call_id, rand::random::<u32>());
+        let o = &options.output;
+        let spec = ReceiveSpec {
+            video_decoder: o.video_decoder.clone(),
+            speaker: o.speaker.clone(),
+            display: o.display.clone(),
+            display_width: o.display_width,
+            display_height: o.display_height,
+            display_fps: o.display_fps,
+            video_slots: start.plan.receive_ssrcs.len(),
+            audio_slots: AUDIO_SLOTS,
+            jitter_ms: o.jitter_ms,
+            echo_probe: echo_probe.clone(),
+            selfview_width: SELFVIEW_SIZE.0,
+            selfview_height: SELFVIEW_SIZE.1,
+        };
+        graph.selfview = Some(SELFVIEW_SIZE);
+        graph.dsp = o.echo_cancellation.then_some(AudioDsp {
+            echo_probe,
+            noise_suppression: o.noise_suppression,
+            gain_control: o.gain_control,
+        });
+        Some(ReceivePipeline::start(&spec, output_tx)?)
+    } else {
+        None
+    };
     let pipeline = SendPipeline::build(&graph, packets_tx)?;
+    if let Some(output) = &output {
+        pipeline.feed_selfview(output.selfview_source())?;
+    }
     let (stop_tx, stop) = oneshot::channel();
-    let session = Session::new(options.clone(), start, socket, status, room, events);
-    let task = tokio::spawn(session.run(pipeline, packets, stop));
+    let session = Session::new(options.clone(), start, socket, status, room, events, output);
+    let task = tokio::spawn(session.run(pipeline, packets, output_events, stop));
     Ok(MediaSession {
         stop: Some(stop_tx),
         task: Some(task),
@@ -194,11 +251,23 @@ struct Layer {
     counters: Counters,
 }
 
+/// One SSRC the node sends on.
 #[derive(Debug)]
 struct ReceiveStream {
     csi: Option<u32>,
     packets: u64,
-    pipeline: Option<ReceivePipeline>,
+    /// Where its packets go in the receive pipeline.
+    input: Input,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// A receive slot of the device's SCR (its `srcid`).
+    Video(usize),
+    /// One of the mixer's inputs.
+    Audio(usize),
+    /// Neither: counted only.
+    None,
 }
 
 #[derive(Debug)]
@@ -228,8 +297,12 @@ struct Session {
     audio_sca_seqno: u16,
     scr_seqno: u16,
     receive: HashMap<u32, ReceiveStream>,
-    first_frames: mpsc::UnboundedSender<u32>,
-    first_frames_rx: Option<mpsc::UnboundedReceiver<u32>>,
+    /// The SSRC each mixer input plays, and when it last had a packet.
+    audio_inputs: [Option<(u32, Instant)>; AUDIO_SLOTS],
+    output: Option<ReceivePipeline>,
+    volume: u8,
+    speaker_muted: bool,
+    selfview: bool,
     tx_started: bool,
     rx_started: bool,
     render_started: bool,
@@ -260,11 +333,9 @@ impl Session {
         status: StatusSlice<MediaStatus>,
         mut room: watch::Receiver<RoomControls>,
         events: mpsc::UnboundedSender<MediaEvent>,
+        output: Option<ReceivePipeline>,
     ) -> Self {
-        let (muted, camera_off, layout) = {
-            let c = room.borrow_and_update();
-            (c.microphones_muted, c.camera_off, c.layout)
-        };
+        let controls = room.borrow_and_update().clone();
         let layers = start
             .plan
             .video_ssrcs
@@ -275,11 +346,10 @@ impl Session {
                 counters: Counters::default(),
             })
             .collect();
-        let (first_frames, first_frames_rx) = mpsc::unbounded_channel();
         let view = MediaView {
             call_id: start.call_id,
             node: start.node.to_string(),
-            layout,
+            layout: controls.layout,
             ..MediaView::default()
         };
         Self {
@@ -291,17 +361,20 @@ impl Session {
             events,
             layers,
             audio: Counters::default(),
-            muted,
-            camera_off,
-            layout,
+            muted: controls.microphones_muted,
+            camera_off: controls.camera_off,
+            layout: controls.layout,
             last_node_scr: None,
             pending_scr: None,
             video_sca_seqno: 0,
             audio_sca_seqno: 0,
             scr_seqno: 0,
             receive: HashMap::new(),
-            first_frames,
-            first_frames_rx: Some(first_frames_rx),
+            audio_inputs: [None; AUDIO_SLOTS],
+            output,
+            volume: controls.volume,
+            speaker_muted: controls.speaker_muted,
+            selfview: controls.selfview,
             tx_started: false,
             rx_started: false,
             render_started: false,
@@ -321,11 +394,14 @@ impl Session {
         mut self,
         pipeline: SendPipeline,
         mut packets: mpsc::Receiver<OutPacket>,
+        mut output_events: mpsc::UnboundedReceiver<ReceiveEvent>,
         mut stop: oneshot::Receiver<()>,
     ) {
         let call_id = self.start.call_id;
         let mut bus = Box::pin(pipeline.events());
-        pipeline.set_audio_sending(!self.muted);
+        pipeline.set_microphone_muted(self.muted);
+        pipeline.set_camera_off(self.camera_off);
+        self.apply_output();
         if let Err(e) = pipeline.start() {
             tracing::error!(call_id, "Call {call_id}: {e}");
             self.event(events::TX_STOP, Some("media-engine"));
@@ -351,7 +427,6 @@ impl Session {
         self.request_layout().await;
         self.publish(true);
 
-        let mut first_frames = self.first_frames_rx.take().expect("taken once");
         let mut rtcp = tokio::time::interval(self.options.rtcp_interval);
         rtcp.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quality = tokio::time::interval_at(
@@ -372,17 +447,16 @@ impl Session {
                     Ok(len) => self.received(&buf[..len], &pipeline).await,
                     Err(e) => tracing::debug!(call_id, "media socket: {e}"),
                 },
-                Some(_ssrc) = first_frames.recv() => {
-                    if !self.render_started {
-                        self.render_started = true;
-                        self.event(events::RENDER_START, None);
+                Some(event) = output_events.recv() => {
+                    if self.output_event(event) {
+                        break;
                     }
                 }
                 _ = rtcp.tick() => {
                     self.send_reports().await;
                     self.publish(true);
                 }
-                _ = quality.tick() => self.event(events::QUALITY, None),
+                _ = quality.tick() => self.quality(),
                 () = sleep_until(resend_at) => self.resend_scr().await,
                 changed = self.room.changed() => {
                     if changed.is_err() {
@@ -417,6 +491,9 @@ impl Session {
         }
         pipeline.stop();
         drop(pipeline);
+        if let Some(output) = self.output.take() {
+            output.stop();
+        }
         self.receive.clear();
         tracing::info!(call_id, "Call {call_id}: media stopped, pipelines at Null");
         if self.tx_started {
@@ -428,9 +505,92 @@ impl Session {
         self.publish(false);
     }
 
+    /// What the receive pipeline reported; true ends the session (it failed).
+    fn output_event(&mut self, event: ReceiveEvent) -> bool {
+        let call_id = self.start.call_id;
+        match event {
+            ReceiveEvent::FirstVideoFrame { .. } | ReceiveEvent::FirstAudioSample { .. } => {
+                if !self.rx_started {
+                    self.rx_started = true;
+                    self.event(events::RX_START, None);
+                }
+            }
+            ReceiveEvent::Rendered => {
+                if !self.render_started {
+                    self.render_started = true;
+                    self.event(events::RENDER_START, None);
+                }
+            }
+            ReceiveEvent::Error(e) => {
+                tracing::error!(call_id, "Call {call_id}: receive pipeline error: {e}");
+                self.event(events::RX_STOP, Some("media-engine"));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `client.mediaquality.event`: per stream, packets, loss, jitter and frame rate since the
+    /// last one, logged with the event.
+    fn quality(&mut self) {
+        let call_id = self.start.call_id;
+        let secs = self.options.quality_interval.as_secs_f64().max(1.0);
+        let mut streams = Vec::new();
+        for (ssrc, stream) in &self.receive {
+            let stats = match (stream.input, &self.output) {
+                (Input::Video(slot), Some(o)) => o.video_stats(slot),
+                (Input::Audio(slot), Some(o)) => o.audio_stats(slot),
+                _ => None,
+            };
+            let Some(stats) = stats else { continue };
+            streams.push(format!(
+                "rx {ssrc:#010x} csi={} packets={} lost={} jitter={:.1}ms decoded={} ({:.1}/s)",
+                stream.csi.unwrap_or(0),
+                stats.pushed,
+                stats.lost,
+                stats.jitter_ms,
+                stats.decoded,
+                stats.decoded as f64 / secs,
+            ));
+        }
+        for layer in &self.layers {
+            if let Some(c) = layer.config {
+                streams.push(format!(
+                    "tx {:#010x} {}x{}@{} packets={}",
+                    layer.ssrc, c.width, c.height, c.fps, layer.counters.packets
+                ));
+            }
+        }
+        streams.push(format!(
+            "tx {:#010x} audio packets={}",
+            self.start.plan.audio_ssrc, self.audio.packets
+        ));
+        tracing::info!(
+            call_id,
+            "Call {call_id}: {}: {}",
+            events::QUALITY,
+            streams.join("; ")
+        );
+        self.event(events::QUALITY, None);
+    }
+
+    /// Volume, speaker mute and the layout's geometry into the receive pipeline.
+    fn apply_output(&self) {
+        let Some(output) = &self.output else { return };
+        output.set_volume(self.volume, self.speaker_muted);
+        let o = &self.options.output;
+        let regions = layout::regions(self.layout, o.display_width, o.display_height);
+        let slots: Vec<_> = (0..self.start.plan.receive_ssrcs.len())
+            .map(|i| regions.get(i).copied())
+            .collect();
+        let selfview = (self.selfview && !self.camera_off)
+            .then(|| layout::selfview_region(o.display_width, o.display_height));
+        output.set_layout(&slots, selfview);
+    }
+
     async fn send_packet(&mut self, packet: OutPacket, out: &mut Vec<u8>) {
         let (ssrc, csi, counters) = match packet.stream {
-            SendStream::Audio if self.muted => return,
+            // Muted: the encoder gets silence at the source; those frames go out.
             SendStream::Audio => (
                 self.start.plan.audio_ssrc,
                 self.start.plan.audio_csi,
@@ -510,37 +670,65 @@ impl Session {
                 return;
             }
         };
-        if packet.header.payload_type != VIDEO_PT {
-            return;
-        }
         let ssrc = packet.header.ssrc;
         let csi = packet.csi(self.start.ext_id);
-        if !self.rx_started {
-            self.rx_started = true;
-            self.event(events::RX_START, None);
-        }
-        let receive = self.options.receive;
-        let first_frames = self.first_frames.clone();
-        let stream = self.receive.entry(ssrc).or_insert_with(|| {
-            let pipeline = if receive {
-                ReceivePipeline::start(ssrc, first_frames)
-                    .map_err(|e| tracing::warn!("receive pipeline for ssrc {ssrc:#010x}: {e}"))
-                    .ok()
-            } else {
-                None
-            };
-            ReceiveStream {
-                csi: None,
-                packets: 0,
-                pipeline,
-            }
+        let input = match packet.header.payload_type {
+            VIDEO_PT => self
+                .start
+                .plan
+                .receive_ssrcs
+                .iter()
+                .position(|s| *s == ssrc)
+                .map_or(Input::None, Input::Video),
+            AUDIO_PT => self.audio_input(ssrc),
+            _ => Input::None,
+        };
+        let stream = self.receive.entry(ssrc).or_insert(ReceiveStream {
+            csi: None,
+            packets: 0,
+            input,
         });
         stream.packets += 1;
+        stream.input = input;
         if csi.is_some() {
             stream.csi = csi;
         }
-        if let Some(pipeline) = &stream.pipeline {
-            pipeline.push(datagram);
+        if self.output.is_none() && !self.rx_started {
+            // Counting only: the first packet is all there is to mark.
+            self.rx_started = true;
+            self.event(events::RX_START, None);
+        }
+        if let Some(output) = &self.output {
+            match input {
+                Input::Video(slot) => output.push_video(slot, datagram),
+                Input::Audio(slot) => output.push_audio(slot, datagram),
+                Input::None => {}
+            }
+        }
+    }
+
+    /// The mixer input for audio SSRC `ssrc`: the one it has, else a free one, else the one
+    /// silent the longest (the node switched who it sends).
+    fn audio_input(&mut self, ssrc: u32) -> Input {
+        let now = Instant::now();
+        let slot = self
+            .audio_inputs
+            .iter()
+            .position(|i| i.is_some_and(|(s, _)| s == ssrc))
+            .or_else(|| self.audio_inputs.iter().position(Option::is_none))
+            .or_else(|| {
+                self.audio_inputs
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, i)| i.map(|(_, at)| at))
+                    .map(|(slot, _)| slot)
+            });
+        match slot {
+            Some(slot) => {
+                self.audio_inputs[slot] = Some((ssrc, now));
+                Input::Audio(slot)
+            }
+            None => Input::None,
         }
     }
 
@@ -763,18 +951,16 @@ impl Session {
     }
 
     async fn room_changed(&mut self, pipeline: &SendPipeline) {
-        let (muted, camera_off, layout) = {
-            let c = self.room.borrow_and_update();
-            (c.microphones_muted, c.camera_off, c.layout)
-        };
-        if muted != self.muted {
-            self.muted = muted;
-            pipeline.set_audio_sending(!muted);
+        let c = self.room.borrow_and_update().clone();
+        if c.microphones_muted != self.muted {
+            self.muted = c.microphones_muted;
+            pipeline.set_microphone_muted(self.muted);
             self.advertise_audio().await;
             self.publish(true);
         }
-        if camera_off != self.camera_off {
-            self.camera_off = camera_off;
+        if c.camera_off != self.camera_off {
+            self.camera_off = c.camera_off;
+            pipeline.set_camera_off(self.camera_off);
             let entries = self
                 .last_node_scr
                 .clone()
@@ -783,12 +969,16 @@ impl Session {
             self.advertise_video(0, &entries).await;
             self.publish(true);
         }
-        if layout != self.layout {
-            self.layout = layout;
+        self.volume = c.volume;
+        self.speaker_muted = c.speaker_muted;
+        self.selfview = c.selfview;
+        if c.layout != self.layout {
+            self.layout = c.layout;
             self.view.layout = self.layout;
             self.request_layout().await;
             self.publish(true);
         }
+        self.apply_output();
     }
 
     /// Writes this session into the media status (or clears it when `active` is false).
@@ -832,7 +1022,10 @@ impl Session {
                     ssrc: *ssrc,
                     csi: s.csi,
                     packets: s.packets,
-                    frames: s.pipeline.as_ref().map_or(0, ReceivePipeline::frames),
+                    frames: match (s.input, &self.output) {
+                        (Input::Video(slot), Some(o)) => o.video_frames(slot),
+                        _ => 0,
+                    },
                 })
                 .collect();
             receive.sort_by_key(|r| r.ssrc);

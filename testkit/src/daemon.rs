@@ -49,6 +49,11 @@ pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {
     config.media.capture_width = 320;
     config.media.capture_height = 180;
     config.media.capture_fps = 15;
+    // And a small display: every call composes one, and under qemu-user 720p30 of black
+    // background costs a core.
+    config.media.display_width = 320;
+    config.media.display_height = 180;
+    config.media.display_fps = 15;
     config
 }
 
@@ -70,10 +75,19 @@ pub async fn start_daemon(
     config: Config,
     notifier: roomd::platform::systemd::Notifier,
 ) -> roomd::daemon::Daemon {
+    start_daemon_on(config, sim_board(), notifier).await
+}
+
+/// Starts an in-process daemon on `board` with `config`.
+pub async fn start_daemon_on(
+    config: Config,
+    board: Board,
+    notifier: roomd::platform::systemd::Notifier,
+) -> roomd::daemon::Daemon {
     LogCapture::global();
     roomd::daemon::Daemon::start(roomd::daemon::DaemonOptions {
         config,
-        board: sim_board(),
+        board,
         notifier,
         watchdog: None,
     })
@@ -192,10 +206,29 @@ pub async fn registered_daemon(
     roomd::daemon::Daemon,
     tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
+    registered_daemon_on(dir, extra_toml, tweak, sim_board()).await
+}
+
+/// [`registered_daemon`] on `board`.
+pub async fn registered_daemon_on(
+    dir: &Path,
+    extra_toml: &str,
+    tweak: impl FnOnce(&mut Config),
+    board: Board,
+) -> (
+    SimHandle,
+    roomd::daemon::Daemon,
+    tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
+) {
     let sim = start_activation_sim(dir, extra_toml).await;
     let mut config = activation_config(&sim, dir);
     tweak(&mut config);
-    let daemon = start_daemon(config, roomd::platform::systemd::Notifier::disabled()).await;
+    let daemon = start_daemon_on(
+        config,
+        board,
+        roomd::platform::systemd::Notifier::disabled(),
+    )
+    .await;
     let mut status = daemon.status();
     let code = roomd::activation::code::ActivationCode::parse(GOOD_CODE).unwrap();
     daemon.session().activate(code).await.expect("activation");

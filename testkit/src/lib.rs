@@ -21,6 +21,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod audio;
 pub mod capture;
 pub mod figures;
 pub mod log_scan;

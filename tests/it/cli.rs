@@ -158,7 +158,10 @@ async fn check_prints_grouped_success_and_fail_lines() {
         "  SUCCESS: GPIO join_button: line \"JOIN_BUTTON\" is simulated in process (gpio.backend = \"sim\")\n",
         "Media\n",
         "  SUCCESS: camera: videotestsrc\n",
-        "  SUCCESS: video encoder: x264enc\n",
+        "  SUCCESS: speaker: fakesink\n",
+        "  SUCCESS: display: fakesink\n",
+        "  SUCCESS: video_encoder: x264enc\n",
+        "  SUCCESS: video_decoder: openh264dec\n",
         "Certificates\n",
         &format!(
             "  SUCCESS: trust bundle {} (cloud.extra_ca_files): 1 certificate, earliest expiry ",

@@ -234,6 +234,21 @@ pub async fn execute(
             room.toggle_microphones();
             ok()
         }
+        "video selfview set" => {
+            let mode = args.required_text("Mode")?;
+            let on = match mode.to_ascii_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(CommandError::new(
+                        INVALID_PARAMS,
+                        format!("Mode: {mode:?} is not On or Off"),
+                    ));
+                }
+            };
+            room.set_selfview(on);
+            ok()
+        }
         "video layout layoutfamily set" => {
             let family = args.required_text("LayoutFamily")?;
             room.set_layout_family(&family)

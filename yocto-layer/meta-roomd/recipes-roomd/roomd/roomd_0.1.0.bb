@@ -103,8 +103,10 @@ USERADD_PARAM:${PN} = "--system --user-group --home-dir ${localstatedir}/lib/roo
     --comment 'roomd meeting-room device agent' roomd"
 
 # GStreamer elements roomd creates (src/media/graph.rs, receive_pipeline.rs) and those the
-# shipped board files name (videotestsrc, audiotestsrc, x264enc). x264 is in -ugly, which needs
-# LICENSE_FLAGS_ACCEPTED += "commercial"; opus needs PACKAGECONFIG opus in -plugins-base.
+# shipped board files name (videotestsrc, audiotestsrc, x264enc, openh264dec). x264 is in -ugly,
+# which needs LICENSE_FLAGS_ACCEPTED += "commercial"; opus needs PACKAGECONFIG opus in
+# -plugins-base; webrtcdsp (echo cancellation) needs PACKAGECONFIG webrtcdsp in -plugins-bad
+# (webrtc-audio-processing), openh264 PACKAGECONFIG openh264.
 RDEPENDS:${PN} = " \
     roomd-config \
     gstreamer1.0 \
@@ -116,8 +118,14 @@ RDEPENDS:${PN} = " \
     gstreamer1.0-plugins-base-videoconvertscale \
     gstreamer1.0-plugins-base-videorate \
     gstreamer1.0-plugins-base-videotestsrc \
+    gstreamer1.0-plugins-base-compositor \
+    gstreamer1.0-plugins-base-audiomixer \
+    gstreamer1.0-plugins-base-volume \
     gstreamer1.0-plugins-good-rtp \
+    gstreamer1.0-plugins-good-rtpmanager \
     gstreamer1.0-plugins-bad-videoparsersbad \
+    gstreamer1.0-plugins-bad-webrtcdsp \
+    gstreamer1.0-plugins-bad-openh264 \
     gstreamer1.0-plugins-ugly-x264 \
 "
 # Real cameras and microphones (v4l2src, alsasrc in a board file); gpioinfo/gpioset to find
