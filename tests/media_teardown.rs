@@ -63,7 +63,7 @@ fn non_tcp_fds() -> usize {
 async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
     let dir = tempfile::tempdir().unwrap();
     // Every part runs: three layers, the node decoding them and sending seven streams back.
-    let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\n";
+    let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\nparticipants = 7\nsend_audio = false\n";
     let (sim, daemon, mut status) = support::registered_daemon(dir.path(), scenario, |_| {}).await;
     support::wait_call_control(&mut status).await;
     let mut after = Vec::new();

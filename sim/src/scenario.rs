@@ -661,14 +661,19 @@ mod tests {
     #[test]
     fn media_table() {
         let d = MediaScenario::default();
-        assert!(d.auto_scr && d.send_streams && d.decode);
+        assert!(d.auto_scr && d.send_streams && d.decode && d.send_audio);
         assert_eq!(
-            (d.send_max_fs, d.send_fps, d.scr_change_after_secs),
-            (920, 15, 0)
+            (
+                d.send_max_fs,
+                d.send_fps,
+                d.scr_change_after_secs,
+                d.participants
+            ),
+            (920, 15, 0, 3)
         );
         let s = Scenario::from_toml_str(
             "[media]\nauto_scr = false\nsend_streams = false\nsend_max_fs = 240\nsend_fps = 10\n\
-             scr_change_after_secs = 20\ndecode = false\n",
+             scr_change_after_secs = 20\ndecode = false\nparticipants = 8\nsend_audio = false\n",
         )
         .expect("scenario");
         assert_eq!(
@@ -680,6 +685,8 @@ mod tests {
                 send_fps: 10,
                 scr_change_after_secs: 20,
                 decode: false,
+                participants: 8,
+                send_audio: false,
             }
         );
         let json = serde_json::to_string(&s).expect("serialize");
@@ -693,6 +700,10 @@ mod tests {
                 "[media]\nscr_change_after_secs = 3601\n",
                 "scr_change_after_secs",
             ),
+            ("[media]\nparticipants = 0\n", "media.participants"),
+            ("[media]\nparticipants = 9\n", "media.participants"),
+            ("[media]\nparticipants = 300\n", "participants"),
+            ("[media]\nsend_audio = 1\n", "invalid type"),
             ("[media]\nauto_src = true\n", "unknown field `auto_src`"),
             ("[media]\ndecode = \"yes\"\n", "invalid type"),
         ] {

@@ -22,6 +22,7 @@ pub async fn start_sim(dir: &Path) -> SimHandle {
     options.scenario.media.auto_scr = false;
     options.scenario.media.send_streams = false;
     options.scenario.media.decode = false;
+    options.scenario.media.send_audio = false;
     roomd_sim::start(options).await.expect("simulator starts")
 }
 
@@ -33,7 +34,8 @@ const SMALL_CALLIOPE: (u32, u32) = (3, 1);
 /// The sim's media node for tests that are not about media: it asks for no layers, sends no
 /// streams and decodes nothing, so a call costs a small capture and Opus, not three encoders
 /// (above all under qemu). Tests about media put their own `[media]` in the scenario.
-const QUIET_MEDIA_NODE: &str = "[media]\nauto_scr = false\nsend_streams = false\ndecode = false\n";
+const QUIET_MEDIA_NODE: &str =
+    "[media]\nauto_scr = false\nsend_streams = false\ndecode = false\nsend_audio = false\n";
 
 /// A configuration for an in-process daemon talking to `sim`, with its files under `dir`.
 pub fn config_for(sim: &SimHandle, dir: &Path) -> Config {

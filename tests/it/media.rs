@@ -29,7 +29,7 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(if cfg!(target_arch = "aarch
 
 /// The sim's media node with its defaults (three-layer SCR on the first SCA, streams for the
 /// device's requests) and the Locus far end answering at once.
-const MEDIA_SCENARIO: &str = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\n";
+const MEDIA_SCENARIO: &str = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nparticipants = 7\nsend_audio = false\n";
 
 async fn in_call(
     dir: &Path,

@@ -1,15 +1,17 @@
-//! Decoding one received video SSRC with GStreamer, to learn the real size and rate of what the
+//! Decoding one received SSRC with GStreamer. Video, to learn the real size and rate of what the
 //! device sends: `appsrc ! rtph264depay ! video/x-h264,stream-format=avc ! h264parse ! openh264dec !
-//! appsink`.
+//! appsink`. Audio (Opus pt 111), to measure its level and spectrum: `appsrc ! rtpopusdepay !
+//! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate=48000,channels=1 !
+//! appsink`, measured on the appsink's thread ([`Analyzer`]).
 //!
 //! The node pushes each RTP packet with a PTS taken from its RTP timestamp (unwrapped, relative
-//! to the stream's first packet, 90 kHz), so a decoded frame's PTS is its capture time on the
-//! sender's clock and the frame rate measured from it ignores network and scheduling jitter.
-//! Frames and errors go back to the node loop as [`PipelineEvent`]s; nothing here touches the
-//! node's state, so no GStreamer thread ever waits for the node's lock.
+//! to the stream's first packet), so a decoded frame's PTS is its capture time on the sender's
+//! clock and the frame rate measured from it ignores network and scheduling jitter. Frames,
+//! measurements and errors go back to the node loop as [`PipelineEvent`]s; nothing here touches
+//! the node's state, so no GStreamer thread ever waits for the node's lock.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use gstreamer as gst;
@@ -19,9 +21,12 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::PipelineEvent;
 use super::gst_util::{Pipeline, watch_bus};
+use super::spectrum::{Analyzer, SAMPLE_RATE};
 
 /// RTP clock rate of H.264.
 const VIDEO_CLOCK_RATE: u64 = 90_000;
+/// RTP clock rate of Opus.
+const AUDIO_CLOCK_RATE: u64 = 48_000;
 
 /// A running decoder for one SSRC of one session. Dropping it sets the pipeline to Null.
 #[derive(Debug)]
@@ -34,9 +39,9 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// Builds and starts the pipeline; decoded frames are reported as
+    /// Builds and starts a video decoder; decoded frames are reported as
     /// [`PipelineEvent::Frame`] for (`session`, `ssrc`).
-    pub(crate) fn start(
+    pub(crate) fn start_video(
         session: usize,
         ssrc: u32,
         events: &UnboundedSender<PipelineEvent>,
@@ -63,9 +68,6 @@ impl Decoder {
                 .field("packetization-mode", "1")
                 .build(),
         ));
-        src.set_is_live(true);
-        src.set_format(gst::Format::Time);
-        src.set_property("do-timestamp", false);
         let sink = pipeline
             .by_name::<gst_app::AppSink>("sink")
             .context("decoder pipeline has no appsink")?;
@@ -97,6 +99,84 @@ impl Decoder {
                 })
                 .build(),
         );
+        Self::play(pipeline, src, VIDEO_CLOCK_RATE, session, ssrc, events)
+    }
+
+    /// Builds and starts an Opus decoder measuring the level, the dominant frequency and the
+    /// level at each of `tones` (Hz); measurements are reported as [`PipelineEvent::AudioLevels`].
+    pub(crate) fn start_audio(
+        session: usize,
+        ssrc: u32,
+        tones: Vec<u32>,
+        events: &UnboundedSender<PipelineEvent>,
+    ) -> anyhow::Result<Self> {
+        let description = format!(
+            "appsrc name=src ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! \
+             audio/x-raw,format=F32LE,rate={SAMPLE_RATE},channels=1,layout=interleaved ! \
+             appsink name=sink sync=false"
+        );
+        let pipeline = Pipeline::launch(&description)
+            .with_context(|| format!("building the audio decoder of SSRC 0x{ssrc:08x}"))?;
+        let src = pipeline
+            .by_name::<gst_app::AppSrc>("src")
+            .context("decoder pipeline has no appsrc")?;
+        src.set_caps(Some(
+            &gst::Caps::builder("application/x-rtp")
+                .field("media", "audio")
+                .field("encoding-name", "OPUS")
+                .field("clock-rate", 48_000_i32)
+                .field("payload", i32::from(super::sdp::AUDIO_PT))
+                .build(),
+        ));
+        let sink = pipeline
+            .by_name::<gst_app::AppSink>("sink")
+            .context("decoder pipeline has no appsink")?;
+        let analyzer = Mutex::new(Analyzer::new(tones));
+        let measurements = events.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let samples: Vec<f32> = map
+                        .as_slice()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    let measured = analyzer
+                        .lock()
+                        .map_err(|_| gst::FlowError::Error)?
+                        .push(&samples);
+                    if let Some(levels) = measured {
+                        // The node loop is gone only at shutdown; then nobody needs it.
+                        let _ = measurements.send(PipelineEvent::AudioLevels {
+                            session,
+                            ssrc,
+                            levels,
+                        });
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Self::play(pipeline, src, AUDIO_CLOCK_RATE, session, ssrc, events)
+    }
+
+    /// Common to both kinds: a live appsrc timed by the RTP clock, errors reported, playing.
+    fn play(
+        pipeline: Pipeline,
+        src: gst_app::AppSrc,
+        clock_rate: u64,
+        session: usize,
+        ssrc: u32,
+        events: &UnboundedSender<PipelineEvent>,
+    ) -> anyhow::Result<Self> {
+        src.set_is_live(true);
+        src.set_format(gst::Format::Time);
+        src.set_property("do-timestamp", false);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let errors = events.clone();
@@ -114,7 +194,7 @@ impl Decoder {
         Ok(Self {
             pipeline,
             src,
-            clock: RtpClock::default(),
+            clock: RtpClock::new(clock_rate),
             failed,
         })
     }
@@ -146,13 +226,19 @@ impl Decoder {
 }
 
 /// Unwraps 32-bit RTP timestamps into nanoseconds since the stream's first packet.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct RtpClock {
+    /// Ticks per second.
+    rate: u64,
     /// (first timestamp, last timestamp, unwrapped last timestamp)
     state: Option<(i64, u32, i64)>,
 }
 
 impl RtpClock {
+    pub(crate) fn new(rate: u64) -> Self {
+        Self { rate, state: None }
+    }
+
     /// Nanoseconds of `ts` after the first timestamp seen (0 for anything earlier).
     pub(crate) fn nanos(&mut self, ts: u32) -> u64 {
         let (first, _, unwrapped) = match self.state {
@@ -170,7 +256,7 @@ impl RtpClock {
             }
         };
         let ticks = u128::try_from(unwrapped - first).unwrap_or(0);
-        u64::try_from(ticks * 1_000_000_000 / u128::from(VIDEO_CLOCK_RATE)).unwrap_or(u64::MAX)
+        u64::try_from(ticks * 1_000_000_000 / u128::from(self.rate)).unwrap_or(u64::MAX)
     }
 }
 
@@ -180,7 +266,7 @@ mod tests {
 
     #[test]
     fn rtp_clock_unwraps_and_clamps() {
-        let mut c = RtpClock::default();
+        let mut c = RtpClock::new(VIDEO_CLOCK_RATE);
         assert_eq!(c.nanos(u32::MAX - 2999), 0);
         assert_eq!(
             c.nanos((u32::MAX - 2999).wrapping_add(6000)),
@@ -188,8 +274,11 @@ mod tests {
             "across the wrap"
         );
         assert_eq!(c.nanos(u32::MAX - 5999), 0, "before the first: clamped");
-        let mut c = RtpClock::default();
+        let mut c = RtpClock::new(VIDEO_CLOCK_RATE);
         assert_eq!(c.nanos(90_000), 0);
         assert_eq!(c.nanos(180_000), 1_000_000_000);
+        let mut a = RtpClock::new(AUDIO_CLOCK_RATE);
+        assert_eq!(a.nanos(5), 0);
+        assert_eq!(a.nanos(965), 20_000_000, "one 20 ms Opus frame");
     }
 }

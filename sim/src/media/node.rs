@@ -1,8 +1,9 @@
 //! The media node's loop: one UDP socket, demultiplexed per datagram into STUN (answered at
-//! once), RTP (counted per SSRC, video decoded) and RTCP (SR, SDES, BYE, the multistream SCA and
-//! SCR); the node's SCR resends and scripted SCRs on timers; and the decoders' and encoders'
-//! events. Everything that changes a session happens here or under the node's lock; GStreamer
-//! state changes happen outside the lock.
+//! once), RTP (counted per SSRC, decoded) and RTCP (SR, SDES, BYE, the multistream SCA and SCR);
+//! the node's SCR resends and scripted SCRs on timers; the decoders', encoders' and audio
+//! senders' events; and meeting changes (re-assigning every session's streams). Everything that
+//! changes a session happens here or under the node's lock; GStreamer state changes happen
+//! outside the lock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use anyhow::Context as _;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::audio::AudioSender;
 use super::decode::Decoder;
+use super::participants::Meeting;
 use super::scr::{self, Preset};
-use super::state::{Datagram, MediaNode, ReceivedScr, Teardown};
-use super::streams::{self, Encoder, TxStream};
+use super::state::{Datagram, MediaNode, ReceivedScr, Serving, Teardown, measured_tones, wanted};
+use super::streams::{self, Encoder};
 use super::wire::{self, Kind, Mstr, RtcpPacket, Rtp, Sca, ScaEntry};
 use super::{MediaScenario, PipelineEvent, gst_util};
 use crate::calliope::stun;
@@ -28,6 +31,9 @@ use crate::state::{SimState, lock};
 const MAX_DATAGRAM: usize = 65_535;
 /// A decoder that failed this many times is not restarted again.
 const MAX_DECODER_STARTS: u32 = 5;
+/// Audio packets sent per slot between two change notifications (one a second): waiters see
+/// audio flowing without a snapshot per packet.
+const AUDIO_PACKETS_PER_NOTICE: u64 = 50;
 
 /// Binds the media node on `ip`, ephemeral port.
 pub(crate) async fn bind(ip: std::net::IpAddr) -> anyhow::Result<UdpSocket> {
@@ -60,6 +66,8 @@ pub(crate) async fn run(
         next_encoder_id: 1,
     };
     let mut buf = vec![0_u8; MAX_DATAGRAM];
+    let sim = Arc::clone(&node.sim);
+    super::node(&sim);
     loop {
         let deadline = lock(&node.media().inner).next_deadline();
         let timer = async {
@@ -80,6 +88,7 @@ pub(crate) async fn run(
             },
             Some(d) = outbox.recv() => node.send(vec![d]).await,
             Some(ev) = pipeline_events.recv() => node.pipeline_event(ev).await,
+            () = sim.media.meeting_changed.notified() => node.reassign().await,
             () = timer => node.timers().await,
         }
     }
@@ -87,12 +96,10 @@ pub(crate) async fn run(
     {
         let mut inner = lock(&node.media().inner);
         for s in &mut inner.sessions {
-            let t = s.take_pipelines();
-            all.decoders.extend(t.decoders);
-            all.encoders.extend(t.encoders);
+            all.extend(s.take_pipelines());
         }
     }
-    let n = all.decoders.len() + all.encoders.len();
+    let n = all.len();
     all.run();
     node.media().changed();
     tracing::debug!(pipelines = n, "media node stopped");
@@ -162,10 +169,12 @@ impl Node {
             Ok(r) => r,
             Err(e) => return self.malformed(from, "RTP packet", &e),
         };
-        let decode = self.config().decode;
+        let cfg = self.config();
+        let decode = cfg.decode;
         let mut push = None;
         let mut start_decoder = None;
         let mut teardown = Teardown::default();
+        let audio_due;
         {
             let mut inner = lock(&self.media().inner);
             let Some(session) = inner.session_for(from, rtp.ssrc).map(|s| s.id) else {
@@ -174,6 +183,7 @@ impl Node {
             };
             inner.adopt_offer(session, rtp.ssrc);
             let s = &mut inner.sessions[session];
+            audio_due = s.audio_newly_due(cfg.send_audio);
             let ext_id = s.ext_id();
             let stream = s.stream_mut(rtp.ssrc);
             stream.count(
@@ -182,7 +192,8 @@ impl Node {
                 rtp.payload.len(),
                 rtp.csi(ext_id),
             );
-            if decode && rtp.payload_type == super::sdp::VIDEO_PT {
+            let decodable = [super::sdp::VIDEO_PT, super::sdp::AUDIO_PT];
+            if decode && decodable.contains(&rtp.payload_type) {
                 if stream.decoder.as_ref().is_some_and(Decoder::failed) {
                     teardown.decoders.extend(stream.decoder.take());
                 }
@@ -196,7 +207,7 @@ impl Node {
         teardown.run();
         if let Some(session) = start_decoder {
             push = self
-                .start_decoder(session, rtp.ssrc, rtp.timestamp, d)
+                .start_decoder(session, rtp.ssrc, rtp.payload_type, rtp.timestamp, d)
                 .await;
         }
         if let Some((src, buffer)) = push {
@@ -204,20 +215,27 @@ impl Node {
                 tracing::debug!(ssrc = format_args!("0x{:08x}", rtp.ssrc), error = ?e, "decoder did not take a packet");
             }
         }
+        if let Some(session) = audio_due {
+            self.apply(session).await;
+        }
         self.media().changed();
     }
 
-    /// Starts the decoder of `ssrc` (restarting it after a failure, a few times at most); the
-    /// first packet's buffer.
+    /// Starts the decoder of `ssrc` (video or audio from `payload_type`; restarting it after a
+    /// failure, a few times at most); the first packet's buffer.
     async fn start_decoder(
         &self,
         session: usize,
         ssrc: u32,
+        payload_type: u8,
         timestamp: u32,
         packet: &[u8],
     ) -> Option<(gstreamer_app::AppSrc, gstreamer::Buffer)> {
         let started = match gst_util::ensure_init().await {
-            Ok(()) => Decoder::start(session, ssrc, &self.events),
+            Ok(()) if payload_type == super::sdp::AUDIO_PT => {
+                Decoder::start_audio(session, ssrc, measured_tones(), &self.events)
+            }
+            Ok(()) => Decoder::start_video(session, ssrc, &self.events),
             Err(e) => Err(e),
         };
         let mut inner = lock(&self.media().inner);
@@ -245,7 +263,7 @@ impl Node {
                 Some(push)
             }
             Err(e) => {
-                tracing::warn!(ssrc = format_args!("0x{ssrc:08x}"), error = %format!("{e:#}"), "cannot decode video; counting its packets only");
+                tracing::warn!(ssrc = format_args!("0x{ssrc:08x}"), error = %format!("{e:#}"), "cannot decode the stream; counting its packets only");
                 stream.decode_disabled = Some(format!("{e:#}"));
                 None
             }
@@ -256,6 +274,7 @@ impl Node {
         let mut out = Vec::new();
         let mut teardown = Teardown::default();
         let mut serve = None;
+        let mut audio_due = None;
         for item in wire::rtcp_packets(d) {
             let packet = match item {
                 Ok(p) => p,
@@ -264,7 +283,10 @@ impl Node {
                     break;
                 }
             };
-            if let Err(e) = self.rtcp_packet(&packet, from, &mut out, &mut teardown, &mut serve) {
+            let due = &mut audio_due;
+            if let Err(e) =
+                self.rtcp_packet(&packet, from, &mut out, &mut teardown, &mut serve, due)
+            {
                 self.malformed(from, "RTCP packet", &e);
             }
         }
@@ -274,12 +296,15 @@ impl Node {
         }
         if let Some((session, seqno)) = serve {
             self.serve(session, seqno).await;
+        } else if let Some(session) = audio_due {
+            self.apply(session).await;
         }
         self.media().changed();
     }
 
     /// Handles one RTCP packet; datagrams to send go to `out`, pipelines to stop to `teardown`,
-    /// and an SCR whose streams must start to `serve`.
+    /// an SCR whose streams must start to `serve`, a session that is now due far-end audio to
+    /// `audio_due`.
     fn rtcp_packet(
         &self,
         p: &RtcpPacket<'_>,
@@ -287,11 +312,13 @@ impl Node {
         out: &mut Vec<Datagram>,
         teardown: &mut Teardown,
         serve: &mut Option<(usize, u16)>,
+        audio_due: &mut Option<usize>,
     ) -> Result<(), wire::Malformed> {
         let cfg = self.config();
         let media = self.media();
         let mut inner = lock(&media.inner);
         let drop_acks = inner.drop_acks;
+        let meeting = inner.meeting_mut().clone();
         // The SSRC that names the sender (first word of SR, RR, SDES, APP; the first BYE SSRC).
         let sender = p
             .body
@@ -302,6 +329,9 @@ impl Node {
         };
         inner.adopt_offer(session, sender);
         let s = &mut inner.sessions[session];
+        if let Some(due) = s.audio_newly_due(cfg.send_audio) {
+            *audio_due = Some(due);
+        }
         match p.packet_type {
             wire::PT_SR => {
                 let sr = wire::sender_report(p)?;
@@ -323,9 +353,7 @@ impl Node {
                 let ssrcs = wire::bye_ssrcs(p)?;
                 s.byes += 1;
                 tracing::info!(peer = %from, ssrcs = ?ssrcs, "RTCP BYE");
-                let t = s.end();
-                teardown.decoders.extend(t.decoders);
-                teardown.encoders.extend(t.encoders);
+                teardown.extend(s.end());
             }
             wire::PT_APP => match wire::mstr(p) {
                 None => s.rtcp_other += 1,
@@ -366,7 +394,7 @@ impl Node {
                 Some(Ok(Mstr::Scr(scr))) => {
                     scr::log_scr("Recv", from, &scr);
                     let seqno = scr.seqno;
-                    let plan = match s
+                    let (plan, wanted) = match s
                         .scrs_received
                         .iter_mut()
                         .rev()
@@ -374,11 +402,12 @@ impl Node {
                     {
                         Some(r) => {
                             r.times += 1;
-                            r.plan.clone()
+                            (r.plan.clone(), wanted(&r.scr.requests, &r.plan))
                         }
                         None => {
                             // Planned once, so every ack of this seqno and its streams agree.
                             let plan = streams::plan(&scr.requests, cfg.send_max_fs, cfg.send_fps);
+                            let wanted = wanted(&scr.requests, &plan);
                             s.record_scr(ReceivedScr {
                                 at_ms: now_ms(),
                                 scr,
@@ -387,14 +416,15 @@ impl Node {
                                 acks_sent: 0,
                                 served: false,
                             });
-                            plan
+                            (plan, wanted)
                         }
                     };
                     if drop_acks {
                         tracing::info!(peer = %from, seqno, "SCR not acknowledged (admin drops acks)");
                         return Ok(());
                     }
-                    out.push((node_sca(s, media.ssrc, seqno, &plan), from));
+                    let assigned = meeting.assign(&wanted);
+                    out.push((node_sca(s, media.ssrc, seqno, &plan, &assigned), from));
                     let newest = s.scrs_received.last().is_some_and(|r| r.scr.seqno == seqno);
                     if let Some(r) = s
                         .scrs_received
@@ -417,10 +447,10 @@ impl Node {
         Ok(())
     }
 
-    /// Replaces the session's streams with those of its SCR `seqno`: encoders of sizes no longer
-    /// needed stop, missing ones start, one stream per servable request.
+    /// Replaces the session's streams with those of its SCR `seqno`: every earlier stream stops,
+    /// one starts per request with a participant.
     async fn serve(&mut self, session: usize, seqno: u16) {
-        let (keys, stale) = {
+        let stale = {
             let mut inner = lock(&self.media().inner);
             let Some(s) = inner.sessions.get_mut(session).filter(|s| !s.ended) else {
                 return;
@@ -428,77 +458,91 @@ impl Node {
             let Some(r) = s.scrs_received.iter().rev().find(|r| r.scr.seqno == seqno) else {
                 return;
             };
-            let plan = r.plan.clone();
-            let keys = streams::encoder_keys(&plan);
-            for old in &mut s.streams_sent {
-                old.active = false;
-            }
-            for t in plan.iter().filter_map(|p| TxStream::new(p, seqno)) {
-                s.record_stream_sent(t);
-            }
-            let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut s.encoders)
-                .into_iter()
-                .partition(|e| keys.contains(&e.key));
-            s.encoders = keep;
-            let missing: Vec<_> = keys
-                .into_iter()
-                .filter(|k| !s.encoders.iter().any(|e| e.key == *k))
-                .collect();
-            link_streams(&mut s.streams_sent, &s.encoders);
-            (missing, stale)
+            let serving = Serving::new(seqno, &r.scr, r.plan.clone());
+            s.serve(serving)
         };
-        drop(stale);
-        let mut started = Vec::new();
-        if !keys.is_empty() {
-            if let Err(e) = gst_util::ensure_init().await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot send streams");
-            } else {
-                for key in keys {
-                    let id = self.next_encoder_id;
-                    self.next_encoder_id += 1;
-                    match Encoder::start(id, session, key, &self.events) {
-                        Ok(e) => started.push(e),
-                        Err(e) => {
-                            tracing::warn!(width = key.width, height = key.height, error = %format!("{e:#}"), "cannot start an encoder");
-                            let mut inner = lock(&self.media().inner);
-                            if let Some(s) = inner.sessions.get_mut(session) {
-                                for t in s.streams_sent.iter_mut().filter(|t| {
-                                    t.active && (t.width, t.height) == (key.width, key.height)
-                                }) {
-                                    t.error = Some(format!("{e:#}"));
-                                }
-                            }
-                        }
-                    }
+        stale.run();
+        self.apply(session).await;
+    }
+
+    /// Re-assigns every live session's streams after a meeting change.
+    async fn reassign(&mut self) {
+        let live: Vec<usize> = {
+            let inner = lock(&self.media().inner);
+            inner
+                .sessions
+                .iter()
+                .filter(|s| !s.ended)
+                .map(|s| s.id)
+                .collect()
+        };
+        for session in live {
+            self.apply(session).await;
+        }
+        self.media().changed();
+    }
+
+    /// Brings `session`'s streams in line with the meeting: re-assigns in place, stops what lost
+    /// its participant, starts what gained one (outside the lock).
+    async fn apply(&mut self, session: usize) {
+        let (stop, start) = {
+            let mut inner = lock(&self.media().inner);
+            let meeting: Meeting = inner.meeting_mut().clone();
+            let ssrc = self.media().ssrc;
+            let Some(s) = inner.sessions.get_mut(session) else {
+                return;
+            };
+            s.reconcile(&meeting, ssrc)
+        };
+        stop.run();
+        if start.is_empty() {
+            return;
+        }
+        // Without GStreamer every stream records why it is not sent.
+        let init = gst_util::ensure_init().await.map_err(|e| format!("{e:#}"));
+        let mut video = Vec::new();
+        for (index, key, participant) in start.video {
+            let id = self.next_id();
+            let started = match &init {
+                Ok(()) => Encoder::start(id, session, key, participant, &self.events),
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            };
+            video.push((index, started));
+        }
+        let mut audio = Vec::new();
+        for (slot, participant) in start.audio {
+            let id = self.next_id();
+            let started = match &init {
+                Ok(()) => AudioSender::start(id, session, slot, participant, &self.events),
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            };
+            audio.push((slot, started));
+        }
+        let mut unused = Teardown::default();
+        {
+            let mut inner = lock(&self.media().inner);
+            if let Some(s) = inner.sessions.get_mut(session) {
+                for (index, started) in video {
+                    unused.encoders.extend(s.attach_video(index, started));
+                }
+                for (slot, started) in audio {
+                    unused.audio.extend(s.attach_audio(slot, started));
                 }
             }
         }
-        let mut inner = lock(&self.media().inner);
-        let Some(s) = inner.sessions.get_mut(session) else {
-            return;
-        };
-        if s.ended {
-            // Ended while the encoders started: stop them (outside the lock).
-            drop(inner);
-            drop(started);
-            return;
-        }
-        for e in &started {
-            tracing::info!(
-                peer = %s.peer,
-                width = e.key.width,
-                height = e.key.height,
-                fps = e.key.fps,
-                kbps = e.key.kbps,
-                "sending a stream"
-            );
-        }
-        s.encoders.extend(started);
-        link_streams(&mut s.streams_sent, &s.encoders);
+        // Ended (or re-served) while they started: stop them outside the lock.
+        unused.run();
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_encoder_id;
+        self.next_encoder_id += 1;
+        id
     }
 
     async fn pipeline_event(&mut self, ev: PipelineEvent) {
         let mut out = Vec::new();
+        let mut notify = true;
         {
             let mut inner = lock(&self.media().inner);
             match ev {
@@ -513,12 +557,21 @@ impl Node {
                         s.stream_mut(ssrc).frame(width, height, pts);
                     }
                 }
+                PipelineEvent::AudioLevels {
+                    session,
+                    ssrc,
+                    levels,
+                } => {
+                    if let Some(s) = inner.sessions.get_mut(session) {
+                        s.stream_mut(ssrc).audio = Some(levels);
+                    }
+                }
                 PipelineEvent::DecodeError {
                     session,
                     ssrc,
                     message,
                 } => {
-                    tracing::warn!(ssrc = format_args!("0x{ssrc:08x}"), error = %message, "video decode error; the decoder restarts on the next packet");
+                    tracing::warn!(ssrc = format_args!("0x{ssrc:08x}"), error = %message, "decode error; the decoder restarts on the next packet");
                     if let Some(s) = inner.sessions.get_mut(session) {
                         s.stream_mut(ssrc).decode_errors += 1;
                     }
@@ -526,15 +579,45 @@ impl Node {
                 PipelineEvent::Encoded {
                     session,
                     encoder,
+                    participant: Some(participant),
                     packet,
                 } => {
                     if let Some(s) = inner.sessions.get_mut(session).filter(|s| !s.ended) {
                         let ext_id = s.ext_id();
                         let peer = s.peer;
-                        out = streams::fan_out(&packet, encoder, &mut s.streams_sent, ext_id)
-                            .into_iter()
-                            .map(|d| (d, peer))
-                            .collect();
+                        out = streams::fan_out(
+                            &packet,
+                            encoder,
+                            Some(participant),
+                            &mut s.streams_sent,
+                            ext_id,
+                        )
+                        .into_iter()
+                        .map(|d| (d, peer))
+                        .collect();
+                    }
+                }
+                PipelineEvent::Encoded {
+                    session,
+                    encoder,
+                    participant: None,
+                    packet,
+                } => {
+                    notify = false;
+                    if let Some(s) = inner.sessions.get_mut(session).filter(|s| !s.ended) {
+                        let ext_id = s.ext_id();
+                        let peer = s.peer;
+                        if let Some(a) = s
+                            .sent_audio
+                            .iter_mut()
+                            .find(|a| a.active && a.sender == Some(encoder))
+                        {
+                            let csi = a.csi;
+                            out.extend(
+                                streams::rewrite(&packet, a, csi, ext_id).map(|d| (d, peer)),
+                            );
+                            notify = a.packets % AUDIO_PACKETS_PER_NOTICE == 1;
+                        }
                     }
                 }
                 PipelineEvent::EncodeError {
@@ -551,12 +634,21 @@ impl Node {
                         {
                             t.error = Some(message.clone());
                         }
+                        for a in s
+                            .sent_audio
+                            .iter_mut()
+                            .filter(|a| a.sender == Some(encoder))
+                        {
+                            a.error = Some(message.clone());
+                        }
                     }
                 }
             }
         }
         self.send(out).await;
-        self.media().changed();
+        if notify {
+            self.media().changed();
+        }
     }
 
     async fn timers(&self) {
@@ -577,25 +669,22 @@ impl Node {
     }
 }
 
-/// Points every active stream at the running encoder of its size.
-fn link_streams(streams: &mut [TxStream], encoders: &[Encoder]) {
-    for t in streams.iter_mut().filter(|t| t.active) {
-        t.encoder = encoders
-            .iter()
-            .find(|e| (e.key.width, e.key.height) == (t.width, t.height))
-            .map(|e| e.id);
-    }
-}
-
 /// The node's SCA acknowledging the device's SCR `seqno`: one entry per request (state 0 when
-/// served, 3 disabled), total = live = the requests served.
+/// served, 2 when no participant is left for it, 3 when it cannot be served), total = live = the
+/// requests served.
 fn node_sca(
     s: &mut super::state::Session,
     node_ssrc: u32,
     seqno: u16,
     plan: &[streams::Planned],
+    assigned: &[Option<u8>],
 ) -> Vec<u8> {
-    let served = plan.iter().filter(|p| p.size.is_some()).count();
+    let state = |i: usize| match (plan[i].size, assigned.get(i).copied().flatten()) {
+        (None, _) => 3,
+        (Some(_), None) => 2,
+        (Some(_), Some(_)) => 0,
+    };
+    let served = (0..plan.len()).filter(|&i| state(i) == 0).count();
     let served = u8::try_from(served).unwrap_or(u8::MAX);
     s.sca_seqno = wire::next_seqno(s.sca_seqno);
     let sca = Sca {
@@ -607,10 +696,11 @@ fn node_sca(
         live: served,
         entries: plan
             .iter()
-            .map(|p| ScaEntry {
+            .enumerate()
+            .map(|(i, p)| ScaEntry {
                 srcid: p.srcid,
                 index: u8::try_from(p.index).unwrap_or(u8::MAX),
-                state: if p.size.is_some() { 0 } else { 3 },
+                state: state(i),
             })
             .collect(),
     };

@@ -1,7 +1,7 @@
-//! The media node's shared state: the offers seen in Locus joins, one session per peer address
-//! with everything it received and sent, and the admin snapshot. The node loop, the admin API
-//! and [`crate::SimHandle`] all go through [`MediaNode`]; every change bumps a watch channel so
-//! waiters re-check at once.
+//! The media node's shared state: the offers seen in Locus joins, the far-end meeting, one session
+//! per peer address with everything it received and sent, and the admin snapshot. The node loop,
+//! the admin API and [`crate::SimHandle`] all go through [`MediaNode`]; every change bumps a watch
+//! channel so waiters re-check at once, and a meeting change wakes the node loop to re-assign.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
+use super::audio::{AudioSender, TxAudio};
 use super::decode::Decoder;
+use super::participants::{AUDIO_SLOTS, Meeting, MeetingError, Wanted, tone_hz};
 use super::scr::{self, FIRST_RESEND, MAX_RESENDS, Preset};
 use super::sdp::{AUDIO_PT, Offer, VIDEO_PT};
-use super::streams::{Encoder, Planned, TxStream};
+use super::spectrum::AudioLevels;
+use super::streams::{Encoder, EncoderKey, Planned, TxStream};
 use super::wire::{Sca, Scr, ScrRequest, SenderReport, next_seqno};
 use crate::clock::now_ms;
 use crate::state::lock;
@@ -28,6 +31,17 @@ const MAX_RECORDS: usize = 1000;
 const MAX_CSIS: usize = 16;
 /// The window the frame rate is measured over.
 const FPS_WINDOW_NS: u64 = 1_000_000_000;
+/// Frequencies whose level the audio measurement reports besides the participants' tones.
+const REFERENCE_TONES: [u32; 2] = [1000, 440];
+
+/// Every frequency an audio decoder measures: each possible participant's tone, then 1 kHz and
+/// 440 Hz (the snapshot shows those of the meeting's participants).
+pub(crate) fn measured_tones() -> Vec<u32> {
+    (1..=super::MAX_PARTICIPANTS)
+        .map(tone_hz)
+        .chain(REFERENCE_TONES)
+        .collect()
+}
 
 /// A datagram to send: bytes and destination.
 pub(crate) type Datagram = (Vec<u8>, SocketAddr);
@@ -37,11 +51,22 @@ pub(crate) type Datagram = (Vec<u8>, SocketAddr);
 pub(crate) struct Teardown {
     pub decoders: Vec<Decoder>,
     pub encoders: Vec<Encoder>,
+    pub audio: Vec<AudioSender>,
 }
 
 impl Teardown {
     pub(crate) fn is_empty(&self) -> bool {
-        self.decoders.is_empty() && self.encoders.is_empty()
+        self.decoders.is_empty() && self.encoders.is_empty() && self.audio.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.decoders.len() + self.encoders.len() + self.audio.len()
+    }
+
+    pub(crate) fn extend(&mut self, other: Self) {
+        self.decoders.extend(other.decoders);
+        self.encoders.extend(other.encoders);
+        self.audio.extend(other.audio);
     }
 
     pub(crate) fn run(self) {
@@ -49,6 +74,21 @@ impl Teardown {
             d.stop();
         }
         drop(self.encoders);
+        drop(self.audio);
+    }
+}
+
+/// Pipelines a session needs started: video for request `index` showing a participant, audio
+/// for a slot carrying one.
+#[derive(Debug, Default)]
+pub(crate) struct ToStart {
+    pub video: Vec<(usize, EncoderKey, u8)>,
+    pub audio: Vec<(usize, u8)>,
+}
+
+impl ToStart {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.video.is_empty() && self.audio.is_empty()
     }
 }
 
@@ -62,6 +102,8 @@ pub(crate) struct MediaNode {
     changes: watch::Sender<u64>,
     /// Datagrams the admin sends (SCRs); the node loop writes them to the socket.
     outbox: mpsc::UnboundedSender<Datagram>,
+    /// Wakes the node loop to re-assign every session's streams after a meeting change.
+    pub(crate) meeting_changed: Notify,
     /// STUN Binding requests answered.
     pub binding_requests: AtomicU64,
 }
@@ -74,6 +116,8 @@ pub(crate) struct Inner {
     pub drop_acks: bool,
     /// Bad datagrams from addresses with no session.
     pub malformed_unattributed: u64,
+    /// The far-end meeting; built from the scenario on first use ([`MediaNode::sync_meeting`]).
+    meeting: Option<Meeting>,
 }
 
 impl MediaNode {
@@ -86,6 +130,7 @@ impl MediaNode {
             inner: Mutex::new(Inner::default()),
             changes: watch::channel(0).0,
             outbox,
+            meeting_changed: Notify::new(),
             binding_requests: AtomicU64::new(0),
         };
         (node, rx)
@@ -118,6 +163,61 @@ impl MediaNode {
         );
         self.changed();
         offer
+    }
+
+    /// Builds the meeting with `participants` (the scenario's) unless it was built from that
+    /// number already: admin changes last until the scenario names another number.
+    pub(crate) fn sync_meeting(&self, participants: u8) {
+        let mut inner = lock(&self.inner);
+        if inner
+            .meeting
+            .as_ref()
+            .is_some_and(|m| m.from_scenario == participants)
+        {
+            return;
+        }
+        let rebuilt = inner.meeting.is_some();
+        inner.meeting = Some(Meeting::new(participants));
+        drop(inner);
+        if rebuilt {
+            tracing::info!(participants, "media meeting rebuilt from the scenario");
+            self.meeting_changed.notify_one();
+            self.changed();
+        }
+    }
+
+    /// Applies `change` to the meeting; on success the node loop re-assigns every session.
+    fn change_meeting<T>(
+        &self,
+        change: impl FnOnce(&mut Meeting) -> Result<T, MeetingError>,
+    ) -> Result<T, MeetingError> {
+        let mut inner = lock(&self.inner);
+        let meeting = inner.meeting_mut();
+        let out = change(meeting)?;
+        tracing::info!(participants = ?meeting.numbers(), active_speaker = meeting.active(), "media meeting changed");
+        drop(inner);
+        self.meeting_changed.notify_one();
+        self.changed();
+        Ok(out)
+    }
+
+    /// Makes participant `n` the active speaker; when (wall clock, ms).
+    pub(crate) fn set_active_speaker(&self, n: u8) -> Result<u64, MeetingError> {
+        self.change_meeting(|m| m.set_active(n))?;
+        Ok(now_ms())
+    }
+
+    /// Adds a participant (the lowest unused number); its number.
+    pub(crate) fn add_participant(&self) -> Result<u8, MeetingError> {
+        self.change_meeting(Meeting::add)
+    }
+
+    /// Removes participant `n`; the active speaker afterwards.
+    pub(crate) fn remove_participant(&self, n: u8) -> Result<u8, MeetingError> {
+        self.change_meeting(|m| {
+            m.remove(n)?;
+            Ok(m.active())
+        })
     }
 
     /// Stops (or resumes) acknowledging the device's SCRs.
@@ -156,7 +256,8 @@ impl MediaNode {
 
     /// The admin view (`GET /admin/media`).
     pub(crate) fn snapshot(&self) -> Value {
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
+        let meeting = inner.meeting_mut().clone();
         json!({
             "node": self.addr.to_string(),
             "nodeSsrc": self.ssrc,
@@ -164,7 +265,9 @@ impl MediaNode {
             "offers": inner.offers_total,
             "bindingRequests": self.binding_requests.load(Ordering::Relaxed),
             "malformed": inner.malformed_unattributed,
-            "sessions": inner.sessions.iter().map(Session::to_json).collect::<Vec<_>>(),
+            "participants": meeting.participants_json(),
+            "activeSpeaker": meeting.active(),
+            "sessions": inner.sessions.iter().map(|s| s.to_json(&meeting)).collect::<Vec<_>>(),
         })
     }
 
@@ -198,6 +301,12 @@ impl MediaNode {
 }
 
 impl Inner {
+    /// The meeting (the scenario's default until [`MediaNode::sync_meeting`] built it).
+    pub(crate) fn meeting_mut(&mut self) -> &mut Meeting {
+        self.meeting
+            .get_or_insert_with(|| Meeting::new(super::MediaScenario::default().participants))
+    }
+
     /// The session of `peer` (`ssrc` the packet's sender), made on its first packet; `None` once
     /// that session has ended: late packets of the call are only counted. A packet naming an SSRC
     /// of an offer newer than the ended session's starts a new session (the port of a closed call
@@ -296,6 +405,8 @@ pub(crate) struct RxStream {
     pub decode_errors: u64,
     /// No more decoder restarts (it failed too often or cannot be built).
     pub decode_disabled: Option<String>,
+    /// The latest measurement of decoded audio.
+    pub audio: Option<AudioLevels>,
 }
 
 impl RxStream {
@@ -321,6 +432,7 @@ impl RxStream {
             decoder_starts: 0,
             decode_errors: 0,
             decode_disabled: None,
+            audio: None,
         }
     }
 
@@ -378,7 +490,8 @@ impl RxStream {
         }
     }
 
-    fn to_json(&self) -> Value {
+    /// The stream's JSON; `tones` are the frequencies whose audio level it shows.
+    fn to_json(&self, tones: &[u32]) -> Value {
         let (width, height) = self
             .size
             .map_or((Value::Null, Value::Null), |(w, h)| (w.into(), h.into()));
@@ -406,8 +519,25 @@ impl RxStream {
                 "octetCount": sr.octet_count,
                 "rtpTimestamp": sr.rtp_timestamp,
             })),
+            "audio": self.audio.as_ref().map(|a| audio_json(a, tones)),
         })
     }
+}
+
+fn audio_json(a: &AudioLevels, tones: &[u32]) -> Value {
+    let levels: Map<String, Value> = tones
+        .iter()
+        .filter_map(|hz| {
+            let (_, db) = a.tones.iter().find(|(f, _)| f == hz)?;
+            Some((hz.to_string(), Value::from(*db)))
+        })
+        .collect();
+    json!({
+        "levelDbfs": a.level_dbfs,
+        "dominantHz": a.dominant_hz,
+        "tones": levels,
+        "samples": a.samples,
+    })
 }
 
 /// An SCA the device sent.
@@ -481,6 +611,41 @@ pub(crate) struct Session {
     pub saw_video_advertisement: bool,
     /// The next scripted SCR (`[media] scr_change_after_secs`).
     pub script: Option<(Instant, Preset)>,
+    /// The device SCR whose requests the node serves.
+    pub serving: Option<Serving>,
+    /// The far-end audio slots, the current ones active.
+    pub sent_audio: Vec<TxAudio>,
+    pub audio_senders: Vec<AudioSender>,
+    /// The session gets far-end audio (it adopted an offer, `[media] send_audio`).
+    pub audio_due: bool,
+}
+
+/// The device SCR being served: every request's plan and what it asks to see.
+#[derive(Debug, Clone)]
+pub(crate) struct Serving {
+    pub seqno: u16,
+    pub plan: Vec<Planned>,
+    pub wanted: Vec<Wanted>,
+}
+
+impl Serving {
+    pub(crate) fn new(seqno: u16, scr: &Scr, plan: Vec<Planned>) -> Self {
+        let wanted = wanted(&scr.requests, &plan);
+        Self {
+            seqno,
+            plan,
+            wanted,
+        }
+    }
+}
+
+/// What each request asks to see (a request the node cannot serve asks for nothing).
+pub(crate) fn wanted(requests: &[ScrRequest], plan: &[Planned]) -> Vec<Wanted> {
+    requests
+        .iter()
+        .zip(plan)
+        .map(|(r, p)| Wanted::of(r.policy, r.csi, p.size.is_some()))
+        .collect()
 }
 
 fn push_bounded<T>(list: &mut Vec<T>, item: T) {
@@ -517,6 +682,10 @@ impl Session {
             sca_seqno: 0,
             saw_video_advertisement: false,
             script: None,
+            serving: None,
+            sent_audio: Vec::new(),
+            audio_senders: Vec::new(),
+            audio_due: false,
         }
     }
 
@@ -558,10 +727,6 @@ impl Session {
 
     pub(crate) fn record_scr(&mut self, scr: ReceivedScr) {
         push_bounded(&mut self.scrs_received, scr);
-    }
-
-    pub(crate) fn record_stream_sent(&mut self, stream: TxStream) {
-        push_bounded(&mut self.streams_sent, stream);
     }
 
     pub(crate) fn record_sca(&mut self, sca: Sca, kind: &'static str) {
@@ -689,6 +854,166 @@ impl Session {
         out
     }
 
+    /// Marks the session due far-end audio once it has an offer (with `send_audio`); its id the
+    /// first time, so the caller starts the slots.
+    pub(crate) fn audio_newly_due(&mut self, send_audio: bool) -> Option<usize> {
+        if self.audio_due || !send_audio || self.offer.is_none() || self.ended {
+            return None;
+        }
+        self.audio_due = true;
+        Some(self.id)
+    }
+
+    /// Serves SCR `seqno` from now on: every earlier stream stops (their encoders to tear down);
+    /// [`reconcile`](Self::reconcile) then says what to start.
+    pub(crate) fn serve(&mut self, serving: Serving) -> Teardown {
+        for old in &mut self.streams_sent {
+            old.active = false;
+        }
+        self.serving = Some(serving);
+        Teardown {
+            encoders: std::mem::take(&mut self.encoders),
+            ..Teardown::default()
+        }
+    }
+
+    /// Brings the streams in line with `meeting`: a request or audio slot whose participant
+    /// changed shows the new one (same SSRC, new CSI; its pipeline follows in place), one left
+    /// without a participant stops, one that gained one needs a pipeline. Returns the pipelines
+    /// to stop and those to start ([`attach_video`](Self::attach_video) and
+    /// [`attach_audio`](Self::attach_audio) take them once started).
+    pub(crate) fn reconcile(&mut self, meeting: &Meeting, node_ssrc: u32) -> (Teardown, ToStart) {
+        let mut stop = Teardown::default();
+        let mut start = ToStart::default();
+        if self.ended {
+            return (stop, start);
+        }
+        if let Some(serving) = &self.serving {
+            let assigned = meeting.assign(&serving.wanted);
+            for (p, who) in serving.plan.iter().zip(assigned) {
+                let current = self.streams_sent.iter_mut().find(|t| {
+                    t.active && t.scr_seqno == serving.seqno && t.request_index == p.index
+                });
+                match (current, who) {
+                    (Some(t), Some(n)) if t.participant != n => {
+                        tracing::info!(peer = %self.peer, srcid = t.ssrc, index = p.index, from = t.participant, to = n, "video re-assigned");
+                        t.show(n);
+                        if let Some(e) = self.encoders.iter().find(|e| Some(e.id) == t.encoder) {
+                            e.show(n);
+                        }
+                    }
+                    (Some(t), None) => {
+                        tracing::info!(peer = %self.peer, srcid = t.ssrc, index = p.index, "video request left without a participant; its stream stops");
+                        t.active = false;
+                        if let Some(i) = self.encoders.iter().position(|e| Some(e.id) == t.encoder)
+                        {
+                            stop.encoders.push(self.encoders.remove(i));
+                        }
+                    }
+                    (None, Some(n)) => {
+                        if let (Some(t), Some(key)) = (TxStream::new(p, serving.seqno, n), p.key())
+                        {
+                            push_bounded(&mut self.streams_sent, t);
+                            start.video.push((p.index, key, n));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.audio_due {
+            let slots = meeting.audio_slots();
+            for slot in 0..AUDIO_SLOTS {
+                let current = self
+                    .sent_audio
+                    .iter_mut()
+                    .find(|a| a.active && a.slot == slot);
+                match (current, slots.get(slot).copied()) {
+                    (Some(a), Some(n)) if a.participant != n => {
+                        a.carry(n);
+                        if let Some(sender) =
+                            self.audio_senders.iter().find(|x| Some(x.id) == a.sender)
+                        {
+                            sender.play(slot, n);
+                        }
+                    }
+                    (Some(a), None) => {
+                        a.active = false;
+                        if let Some(i) = self
+                            .audio_senders
+                            .iter()
+                            .position(|x| Some(x.id) == a.sender)
+                        {
+                            stop.audio.push(self.audio_senders.remove(i));
+                        }
+                    }
+                    (None, Some(n)) => {
+                        push_bounded(&mut self.sent_audio, TxAudio::new(node_ssrc, slot, n));
+                        start.audio.push((slot, n));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (stop, start)
+    }
+
+    /// Takes the encoder started for request `index`, or gives it back when that request no
+    /// longer waits for one (the session ended or was re-served meanwhile).
+    pub(crate) fn attach_video(
+        &mut self,
+        index: usize,
+        started: anyhow::Result<Encoder>,
+    ) -> Option<Encoder> {
+        let seqno = self.serving.as_ref().map(|s| s.seqno);
+        let waiting = self.streams_sent.iter_mut().find(|t| {
+            t.active
+                && Some(t.scr_seqno) == seqno
+                && t.request_index == index
+                && t.encoder.is_none()
+        });
+        match (waiting, started) {
+            (Some(t), Ok(e)) if !self.ended => {
+                tracing::info!(peer = %self.peer, srcid = t.ssrc, participant = t.participant, width = e.key.width, height = e.key.height, fps = e.key.fps, kbps = e.key.kbps, "sending a stream");
+                t.encoder = Some(e.id);
+                self.encoders.push(e);
+                None
+            }
+            (Some(t), Err(e)) => {
+                tracing::warn!(width = t.width, height = t.height, error = %format!("{e:#}"), "cannot start an encoder");
+                t.error = Some(format!("{e:#}"));
+                None
+            }
+            (_, started) => started.ok(),
+        }
+    }
+
+    /// Takes the sender started for audio `slot`, or gives it back when not needed any more.
+    pub(crate) fn attach_audio(
+        &mut self,
+        slot: usize,
+        started: anyhow::Result<AudioSender>,
+    ) -> Option<AudioSender> {
+        let waiting = self
+            .sent_audio
+            .iter_mut()
+            .find(|a| a.active && a.slot == slot && a.sender.is_none());
+        match (waiting, started) {
+            (Some(a), Ok(sender)) if !self.ended => {
+                tracing::info!(peer = %self.peer, ssrc = a.ssrc, slot, participant = a.participant, "sending far-end audio");
+                a.sender = Some(sender.id);
+                self.audio_senders.push(sender);
+                None
+            }
+            (Some(a), Err(e)) => {
+                tracing::warn!(slot, error = %format!("{e:#}"), "cannot start an audio sender");
+                a.error = Some(format!("{e:#}"));
+                None
+            }
+            (_, started) => started.ok(),
+        }
+    }
+
     /// Ends the session (BYE): no more resends or scripted SCRs, streams stop; the pipelines to
     /// tear down.
     pub(crate) fn end(&mut self) -> Teardown {
@@ -704,6 +1029,9 @@ impl Session {
         for s in &mut self.streams_sent {
             s.active = false;
         }
+        for a in &mut self.sent_audio {
+            a.active = false;
+        }
         self.take_pipelines()
     }
 
@@ -716,10 +1044,17 @@ impl Session {
                 .filter_map(|s| s.decoder.take())
                 .collect(),
             encoders: std::mem::take(&mut self.encoders),
+            audio: std::mem::take(&mut self.audio_senders),
         }
     }
 
-    fn to_json(&self) -> Value {
+    fn to_json(&self, meeting: &Meeting) -> Value {
+        let tones: Vec<u32> = meeting
+            .numbers()
+            .iter()
+            .map(|&n| tone_hz(n))
+            .chain(REFERENCE_TONES)
+            .collect();
         json!({
             "peer": self.peer.to_string(),
             "startedAtMs": self.started_ms,
@@ -727,11 +1062,13 @@ impl Session {
             "endedAtMs": self.ended_ms,
             "offer": self.offer.as_ref().map(Offer::to_json),
             "offerMatched": self.offer_matched,
-            "streams": self.streams.iter().map(RxStream::to_json).collect::<Vec<_>>(),
+            "streams": self.streams.iter().map(|s| s.to_json(&tones)).collect::<Vec<_>>(),
             "scasReceived": self.scas_received.iter().map(sca_json).collect::<Vec<_>>(),
             "scrsSent": self.scrs_sent.iter().map(sent_scr_json).collect::<Vec<_>>(),
             "scrsReceived": self.scrs_received.iter().map(received_scr_json).collect::<Vec<_>>(),
             "streamsSent": self.streams_sent.iter().map(TxStream::to_json).collect::<Vec<_>>(),
+            "sentVideo": self.streams_sent.iter().filter(|t| t.active).map(TxStream::sent_json).collect::<Vec<_>>(),
+            "sentAudio": self.sent_audio.iter().filter(|a| a.active).map(TxAudio::to_json).collect::<Vec<_>>(),
             "byes": self.byes,
             "sdes": self.sdes,
             "cnames": self.cnames.iter().map(|(k, v)| (k.to_string(), Value::from(v.clone()))).collect::<Map<_, _>>(),
@@ -742,6 +1079,7 @@ impl Session {
             "pipelines": {
                 "decoders": self.streams.iter().filter(|s| s.decoder.is_some()).count(),
                 "encoders": self.encoders.len(),
+                "audioSenders": self.audio_senders.len(),
             },
         })
     }
@@ -978,7 +1316,7 @@ mod tests {
             },
             "video",
         );
-        let j = s.to_json();
+        let j = s.to_json(&Meeting::new(3));
         assert_eq!(
             j["scasReceived"][0]["packetsAtSca"],
             json!({"21": 2, "40": 1})

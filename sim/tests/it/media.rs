@@ -2,8 +2,10 @@
 //! driven like a device: a Locus call carries the SDP offer, then a test socket sends STUN, RTP
 //! (H.264 from a GStreamer encoder built here, Opus-sized audio), RTCP and the multistream
 //! SCA/SCR, and reads what the node sends back. The test encodes and parses the wire formats
-//! itself, independently of the sim's code. Waits are event-driven (`wait_media`, the next
-//! datagram) and bounded; clips are short so the tests stay light under qemu.
+//! itself, independently of the sim's code, and decodes the far-end media with its own GStreamer
+//! pipelines (pictures to RGB, Opus to samples measured with its own DFT). Waits are event-driven
+//! (`wait_media`, the next datagram) and bounded; clips are short so the tests stay light under
+//! qemu.
 
 use roomd_testkit::sim as support;
 
@@ -556,6 +558,317 @@ fn run_to_eos(description: &str, feed: impl FnOnce(&gst::Pipeline)) -> Result<Su
     Ok(Sunk { buffers, size })
 }
 
+// --- the far-end meeting, as the contract states it (written here independently) -------------
+
+/// Participant `n`'s video and audio CSI: sceneId `0x100 + n`.
+fn video_csi(n: u8) -> u32 {
+    ((0x100 + u32::from(n)) << 8) | 1
+}
+
+fn audio_csi(n: u8) -> u32 {
+    (0x100 + u32::from(n)) << 8
+}
+
+/// Participant `n`'s colour (RGB) and tone (Hz).
+fn colour(n: u8) -> [u8; 3] {
+    [
+        [220, 40, 40],
+        [40, 180, 60],
+        [40, 80, 220],
+        [230, 200, 40],
+        [200, 60, 200],
+        [40, 200, 200],
+        [240, 140, 30],
+        [150, 150, 150],
+    ][usize::from(n) - 1]
+}
+
+fn tone(n: u8) -> f64 {
+    300.0 + 150.0 * f64::from(n)
+}
+
+/// A main-window request as the device's overlay sends it (policy 1, up to 720p).
+fn main_request(srcid: u32) -> Request {
+    Request {
+        csi: 0,
+        bitrate: 1_500_000,
+        srcid,
+        policy: 1,
+        priority: 255,
+        payload_type: 126,
+        max_mbps: 108_000,
+        max_fs: 3600,
+        max_cfps: 3000,
+        max_width: 1280,
+        max_height: 720,
+    }
+}
+
+/// One RTP packet from the node.
+#[derive(Debug, Clone)]
+struct Packet {
+    ssrc: u32,
+    pt: u8,
+    marker: bool,
+    csi: Option<u32>,
+    /// Where the payload starts (after CSRCs and the extension block).
+    payload_at: usize,
+    bytes: Vec<u8>,
+}
+
+impl Packet {
+    fn parse(d: &[u8]) -> Option<Self> {
+        let (ssrc, pt, csi) = rtp_csi(d, EXT_ID)?;
+        let mut at = 12 + 4 * usize::from(d[0] & 0x0F);
+        if d[0] & 0x10 != 0 {
+            at += 4 + 4 * usize::from(be16(d, at + 2));
+        }
+        (at <= d.len()).then(|| Self {
+            ssrc,
+            pt,
+            marker: d[1] & 0x80 != 0,
+            csi,
+            payload_at: at,
+            bytes: d.to_vec(),
+        })
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload_at..]
+    }
+
+    /// The types of the H.264 NAL units that start in this packet (single, STAP-A, FU-A start).
+    fn nal_types(&self) -> Vec<u8> {
+        let p = self.payload();
+        match p.first().map(|b| b & 0x1F) {
+            Some(t @ 1..=23) => vec![t],
+            Some(24) => {
+                let mut types = Vec::new();
+                let mut at = 1;
+                while at + 2 < p.len() {
+                    let size = usize::from(be16(p, at));
+                    types.push(p[at + 2] & 0x1F);
+                    at += 2 + size;
+                }
+                types
+            }
+            Some(28) if p.get(1).is_some_and(|b| b & 0x80 != 0) => vec![p[1] & 0x1F],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// RTP from the node, per SSRC in arrival order.
+type Received = BTreeMap<u32, Vec<Packet>>;
+
+/// Complete video frames (marker bit) among `packets`.
+fn frames(packets: &[Packet]) -> usize {
+    packets.iter().filter(|p| p.marker).count()
+}
+
+impl Fixture {
+    /// Receives the node's RTP into `got` until `done` holds (bounded by [`WAIT`]).
+    async fn rtp_until(&self, got: &mut Received, done: impl Fn(&Received) -> bool) -> Result {
+        let receive = async {
+            while !done(got) {
+                let d = self.recv().await?;
+                if let Some(p) = Packet::parse(&d) {
+                    got.entry(p.ssrc).or_default().push(p);
+                }
+            }
+            Result::Ok(())
+        };
+        tokio::time::timeout(WAIT, receive)
+            .await
+            .map_err(|_| "the node's RTP never met the condition")?
+    }
+}
+
+/// A decoded RGB picture.
+struct Picture {
+    width: usize,
+    height: usize,
+    rgb: Vec<u8>,
+}
+
+impl Picture {
+    fn at(&self, x: usize, y: usize) -> [u8; 3] {
+        let stride = (self.width * 3).next_multiple_of(4);
+        let i = y * stride + x * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    fn is_white(&self, x: usize, y: usize) -> bool {
+        self.at(x, y).iter().all(|c| *c > 200)
+    }
+
+    /// The bottom strip's 32 blocks, most significant bit first (white 1).
+    fn timecode(&self) -> u32 {
+        let strip = self.height / 12;
+        let y = self.height - strip + strip / 2;
+        (0..32).fold(0, |acc, i| {
+            let x = (2 * i + 1) * self.width / 64;
+            let [r, g, b] = self.at(x, y);
+            let white = u32::from(r) + u32::from(g) + u32::from(b) > 3 * 128;
+            (acc << 1) | u32::from(white)
+        })
+    }
+
+    /// Checks participant `n`'s picture: its colour over the centre half, its number in white in
+    /// the top-left quarter, a timecode of the last minute.
+    fn assert_shows(&self, n: u8) {
+        let (w, h) = (self.width, self.height);
+        let want = colour(n);
+        for y in (h / 4..3 * h / 4).step_by(8) {
+            for x in (w / 4..3 * w / 4).step_by(8) {
+                let got = self.at(x, y);
+                let off = got
+                    .iter()
+                    .zip(want)
+                    .map(|(g, c)| g.abs_diff(c))
+                    .max()
+                    .unwrap_or(0);
+                assert!(
+                    off <= 16,
+                    "participant {n}: {got:?} at ({x},{y}), want {want:?}"
+                );
+            }
+        }
+        let white = (0..h / 2)
+            .flat_map(|y| (0..w / 2).map(move |x| (x, y)))
+            .filter(|&(x, y)| self.is_white(x, y))
+            .count();
+        assert!(
+            white > 0,
+            "participant {n}'s number drawn in the top-left quarter"
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u32);
+        let age = now.wrapping_sub(self.timecode());
+        assert!(age < 60_000, "timecode {} is {age} ms old", self.timecode());
+    }
+}
+
+/// Decodes RTP H.264 (pt 126, extensions ignored) to RGB pictures.
+async fn decode_rgb(packets: &[Packet]) -> Result<Vec<Picture>> {
+    let description = "appsrc name=src is-live=false format=time \
+        caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=126,\
+        packetization-mode=(string)1,profile-level-id=(string)42e01f\" ! \
+        rtph264depay ! video/x-h264,stream-format=avc,alignment=au ! h264parse ! openh264dec ! \
+        videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
+        .to_owned();
+    let datagrams: Vec<Vec<u8>> = packets.iter().map(|p| p.bytes.clone()).collect();
+    let sunk = tokio::task::spawn_blocking(move || run_to_eos(&description, push_all(datagrams)))
+        .await??;
+    let (w, h) = sunk.size.ok_or("no decoded picture")?;
+    let (width, height) = (usize::try_from(w)?, usize::try_from(h)?);
+    Ok(sunk
+        .buffers
+        .into_iter()
+        .map(|rgb| Picture { width, height, rgb })
+        .collect())
+}
+
+/// Decodes RTP Opus (pt 111) to 48 kHz mono samples.
+async fn decode_opus(packets: &[Packet]) -> Result<Vec<f32>> {
+    let description = "appsrc name=src is-live=false format=time \
+        caps=\"application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111\" ! \
+        rtpopusdepay ! opusdec ! audioconvert ! audio/x-raw,format=F32LE,channels=1,rate=48000 ! \
+        appsink name=sink sync=false"
+        .to_owned();
+    let datagrams: Vec<Vec<u8>> = packets.iter().map(|p| p.bytes.clone()).collect();
+    let sunk = tokio::task::spawn_blocking(move || run_to_eos(&description, push_all(datagrams)))
+        .await??;
+    Ok(sunk
+        .buffers
+        .iter()
+        .flat_map(|b| b.chunks_exact(4))
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// A `feed` for [`run_to_eos`] pushing `datagrams` into the `src` appsrc, then EOS.
+fn push_all(datagrams: Vec<Vec<u8>>) -> impl FnOnce(&gst::Pipeline) {
+    move |pipeline| {
+        let src = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+        if let Some(src) = src {
+            for d in datagrams {
+                let _ = src.push_buffer(gst::Buffer::from_slice(d));
+            }
+            let _ = src.end_of_stream();
+        }
+    }
+}
+
+/// The peak amplitude of the `hz` component of 48 kHz `samples` (Hann-windowed DFT).
+fn amplitude_at(samples: &[f32], hz: f64) -> f64 {
+    let n = samples.len() as f64;
+    let (mut re, mut im, mut weight) = (0.0, 0.0, 0.0);
+    for (i, s) in samples.iter().enumerate() {
+        let t = i as f64;
+        let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t / n).cos();
+        let a = 2.0 * std::f64::consts::PI * hz * t / 48_000.0;
+        re += w * f64::from(*s) * a.cos();
+        im -= w * f64::from(*s) * a.sin();
+        weight += w;
+    }
+    2.0 * (re * re + im * im).sqrt() / weight
+}
+
+/// The strongest frequency between 300 and 1600 Hz (5 Hz steps, then 0.5 Hz around the peak).
+fn dominant_hz(samples: &[f32]) -> f64 {
+    let peak = |from: f64, step: f64, count: u32| {
+        (0..count)
+            .map(|i| from + step * f64::from(i))
+            .max_by(|a, b| amplitude_at(samples, *a).total_cmp(&amplitude_at(samples, *b)))
+            .unwrap_or(from)
+    };
+    let coarse = peak(300.0, 5.0, 261);
+    peak(coarse - 5.0, 0.5, 21)
+}
+
+fn dbfs(amplitude: f64) -> f64 {
+    20.0 * amplitude.log10()
+}
+
+/// `frames` 20 ms Opus frames of a `hz` sine at peak `amplitude` as RTP (pt 111, no extension).
+async fn opus_packets(frames: u32, hz: u32, amplitude: f64) -> Result<Vec<Vec<u8>>> {
+    let description = format!(
+        "audiotestsrc num-buffers={frames} wave=sine freq={hz} volume={amplitude} samplesperbuffer=960 ! \
+         audio/x-raw,format=S16LE,rate=48000,channels=2 ! opusenc frame-size=20 ! \
+         rtpopuspay pt=111 ! appsink name=sink sync=false"
+    );
+    tokio::task::spawn_blocking(move || run_to_eos(&description, |_| {}))
+        .await?
+        .map(|sunk| sunk.buffers)
+}
+
+/// The `sentVideo` of session 0 as (requestIndex, srcid, participant, csi).
+fn sent_video(m: &Value) -> Vec<(u64, u64, u64, u64)> {
+    session(m)["sentVideo"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|t| {
+                    let n = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
+                    (n("requestIndex"), n("srcid"), n("participant"), n("csi"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The participants of session 0's `sentAudio`, in slot order.
+fn sent_audio(m: &Value) -> Vec<u64> {
+    session(m)["sentAudio"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|a| a["participant"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
 // --- tests -------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -563,6 +876,7 @@ async fn decodes_the_real_size_and_counts_csi_and_rtcp() -> Result {
     let f = Fixture::new(MediaScenario {
         auto_scr: false,
         send_streams: false,
+        send_audio: false,
         ..MediaScenario::default()
     })
     .await?;
@@ -648,9 +962,13 @@ async fn decodes_the_real_size_and_counts_csi_and_rtcp() -> Result {
         (a["csi"].clone(), a["packetsWithoutCsi"].clone()),
         (json!(AUDIO_CSI), json!(0))
     );
-    assert_eq!(a["framesDecoded"], 0, "audio is only counted");
+    assert_eq!(a["framesDecoded"], 0, "audio has no frames");
+    assert_eq!(
+        a["decoding"], true,
+        "the Opus decoder takes even these payloads"
+    );
     assert_eq!(s["cnames"][VIDEO[0].to_string()], "roomd");
-    assert_eq!(s["pipelines"]["decoders"], 1);
+    assert_eq!(s["pipelines"]["decoders"], 2, "video and audio");
     assert!(m["bindingRequests"].as_u64() >= Some(1));
 
     // BYE ends the session and tears its decoder down; later packets are only counted.
@@ -829,10 +1147,11 @@ async fn sends_the_requested_streams_with_csi_then_bye_stops_them() -> Result {
     let f = Fixture::new(MediaScenario {
         decode: false,
         auto_scr: false,
+        send_audio: false,
         ..MediaScenario::default()
     })
     .await?;
-    // Two thumbnails (320x180, one encoder) and a smaller slot (160x90).
+    // Two thumbnails (320x180) and a smaller slot (160x90): participants 1, 2, 3.
     let slots = [
         thumbnail(0xA1, 240),
         thumbnail(0xA2, 240),
@@ -860,7 +1179,7 @@ async fn sends_the_requested_streams_with_csi_then_bye_stops_them() -> Result {
         got.keys().copied().collect::<Vec<_>>(),
         vec![0xA1, 0xA2, 0xA3]
     );
-    let want: Vec<u32> = (0..3_u32).map(|i| ((0x100 + i) << 8) | 1).collect();
+    let want: Vec<u32> = (1..=3).map(video_csi).collect();
     assert_eq!(csis.values().copied().collect::<Vec<_>>(), want);
     // The streams are real H.264 of the planned sizes.
     let strip = |packets: &[Vec<u8>]| -> Vec<Vec<u8>> {
@@ -878,10 +1197,7 @@ async fn sends_the_requested_streams_with_csi_then_bye_stops_them() -> Result {
     assert_eq!(h264_size(strip(&got[&0xA1])).await?, (320, 180));
     let m = f.sim.media();
     let s = session(&m);
-    assert_eq!(
-        s["pipelines"]["encoders"], 2,
-        "one encoder per distinct size"
-    );
+    assert_eq!(s["pipelines"]["encoders"], 3, "one encoder per request");
     let sent = s["streamsSent"].as_array().ok_or("streamsSent")?;
     let sizes: Vec<_> = sent
         .iter()
@@ -897,7 +1213,7 @@ async fn sends_the_requested_streams_with_csi_then_bye_stops_them() -> Result {
     );
     assert!(s["scrsReceived"][0]["served"] == true);
 
-    // A new SCR replaces the streams.
+    // A new SCR replaces the streams; its one request shows the active speaker.
     f.send(&scr(VIDEO[0], 2, &slots[2..])).await?;
     assert_eq!(f.next_sca().await?.ack, 2);
     let m = f
@@ -937,6 +1253,7 @@ async fn scripted_scr_changes() -> Result {
     let f = Fixture::new(MediaScenario {
         decode: false,
         send_streams: false,
+        send_audio: false,
         scr_change_after_secs: 1,
         ..MediaScenario::default()
     })
@@ -977,6 +1294,7 @@ async fn scripted_scr_changes() -> Result {
 async fn bad_input_is_counted_and_the_node_keeps_serving() -> Result {
     let f = Fixture::new(MediaScenario {
         decode: false,
+        send_audio: false,
         ..MediaScenario::default()
     })
     .await?;
@@ -1022,6 +1340,415 @@ async fn bad_input_is_counted_and_the_node_keeps_serving() -> Result {
             .is_some_and(Vec::is_empty)
     );
     assert!(f.sim.media_scr("seven").is_err());
+    f.sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn far_end_video_shows_the_active_speaker_and_follows_a_switch() -> Result {
+    let f = Fixture::new(MediaScenario {
+        decode: false,
+        auto_scr: false,
+        send_audio: false,
+        ..MediaScenario::default()
+    })
+    .await?;
+    let (main, thumbs) = (0xB0, [0xB1, 0xB2]);
+    let requests = [
+        main_request(main),
+        thumbnail(thumbs[0], 240),
+        thumbnail(thumbs[1], 240),
+    ];
+    f.send(&scr(VIDEO[0], 1, &requests)).await?;
+    let ack = f.next_sca().await?;
+    assert_eq!((ack.ack, ack.total, ack.live), (1, 3, 3));
+    assert_eq!(
+        ack.entries,
+        vec![(main, 0, 0), (thumbs[0], 1, 0), (thumbs[1], 2, 0)]
+    );
+
+    // Main: the active speaker (1); thumbnails: the next participants ascending (2, 3).
+    let mut got = Received::new();
+    f.rtp_until(&mut got, |g| {
+        g.get(&main).is_some_and(|p| frames(p) >= 5)
+            && thumbs
+                .iter()
+                .all(|t| g.get(t).is_some_and(|p| frames(p) >= 1))
+    })
+    .await?;
+    for (ssrc, n) in [(main, 1), (thumbs[0], 2), (thumbs[1], 3)] {
+        let packets = &got[&ssrc];
+        assert!(
+            packets
+                .iter()
+                .all(|p| p.pt == 126 && p.csi == Some(video_csi(n)))
+        );
+    }
+    let pictures = decode_rgb(&got[&main]).await?;
+    let last = pictures.last().ok_or("decoded pictures")?;
+    assert_eq!(
+        (last.width, last.height),
+        (640, 360),
+        "send_max_fs caps the main request"
+    );
+    last.assert_shows(1);
+    let m = f.sim.media();
+    assert_eq!(m["activeSpeaker"], 1);
+    assert_eq!(
+        m["participants"][1],
+        json!({"number": 2, "colour": [40, 180, 60], "toneHz": 600,
+               "videoCsi": video_csi(2), "audioCsi": audio_csi(2)})
+    );
+    let sent = &session(&m)["sentVideo"];
+    assert_eq!(
+        sent[0],
+        json!({"srcid": main, "requestIndex": 0, "participant": 1, "csi": video_csi(1),
+               "width": 640, "height": 360, "fps": 15})
+    );
+    assert_eq!(
+        session(&m)["pipelines"]["encoders"],
+        3,
+        "one encoder per request"
+    );
+
+    // Participant 2 speaks: the main stream keeps its SSRC, its CSI turns 2's at an IDR (SPS and
+    // PPS first) and its pictures 2's colour; the thumbnails show 1 and 3.
+    let at_ms = f.sim.set_active_speaker(2)?;
+    assert!(at_ms > 0);
+    let mut after = Received::new();
+    f.rtp_until(&mut after, |g| {
+        g.get(&main).is_some_and(|p| {
+            p.iter()
+                .position(|x| x.csi == Some(video_csi(2)))
+                .is_some_and(|i| frames(&p[i..]) >= 3)
+        }) && g
+            .get(&thumbs[0])
+            .is_some_and(|p| p.iter().any(|x| x.csi == Some(video_csi(1))))
+    })
+    .await?;
+    let packets = &after[&main];
+    let switch = packets
+        .iter()
+        .position(|p| p.csi == Some(video_csi(2)))
+        .ok_or("the new CSI")?;
+    assert!(
+        packets[switch..]
+            .iter()
+            .all(|p| p.csi == Some(video_csi(2))),
+        "no packet of the old participant after the switch"
+    );
+    let types: Vec<u8> = packets[switch..]
+        .iter()
+        .flat_map(Packet::nal_types)
+        .collect();
+    let idr = types
+        .iter()
+        .position(|t| *t == 5)
+        .ok_or("an IDR after the switch")?;
+    assert!(
+        types[..idr].contains(&7) && types[..idr].contains(&8) && !types[..idr].contains(&1),
+        "SPS and PPS, then the IDR, before any other slice: {types:?}"
+    );
+    let pictures = decode_rgb(&packets[switch..]).await?;
+    assert!(!pictures.is_empty());
+    for p in &pictures {
+        p.assert_shows(2);
+    }
+    let m = f
+        .sim
+        .wait_media(WAIT, "the re-assignment in sentVideo", |m| {
+            sent_video(m).iter().map(|t| t.2).collect::<Vec<_>>() == [2, 1, 3]
+        })
+        .await;
+    assert_eq!(m["activeSpeaker"], 2);
+    assert_eq!(
+        sent_video(&m),
+        vec![
+            (0, main.into(), 2, video_csi(2).into()),
+            (1, thumbs[0].into(), 1, video_csi(1).into()),
+            (2, thumbs[1].into(), 3, video_csi(3).into()),
+        ]
+    );
+    assert_eq!(session(&m)["pipelines"]["encoders"], 3, "no restart");
+    f.sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn far_end_audio_carries_the_speakers_and_follows_a_switch() -> Result {
+    let f = Fixture::new(MediaScenario {
+        decode: false,
+        auto_scr: false,
+        send_streams: false,
+        ..MediaScenario::default()
+    })
+    .await?;
+    // Any packet of the call lets the session adopt the offer; the audio starts then.
+    f.send(&audio_packet(1, &[1; 4])).await?;
+    let slots: Vec<u32> = (1..=3).map(|i| f.node_ssrc.wrapping_add(i)).collect();
+    let mut got = Received::new();
+    f.rtp_until(&mut got, |g| {
+        slots
+            .iter()
+            .all(|s| g.get(s).is_some_and(|p| p.len() >= 60))
+    })
+    .await?;
+    assert_eq!(got.len(), 3, "three audio streams, nothing else");
+    for (ssrc, n) in slots.iter().zip([1, 2, 3]) {
+        assert!(
+            got[ssrc]
+                .iter()
+                .all(|p| p.pt == 111 && p.csi == Some(audio_csi(n))),
+            "slot of {ssrc}: participant {n}'s audio CSI"
+        );
+    }
+    // Skip the decoder's start; measure 0.8 s.
+    let samples = decode_opus(&got[&slots[0]]).await?;
+    let steady = samples.get(4800..43_200).ok_or("1 s of audio")?;
+    let hz = dominant_hz(steady);
+    assert!((hz - tone(1)).abs() <= 6.0, "slot 0 at {hz} Hz");
+    let level = dbfs(amplitude_at(steady, tone(1)));
+    assert!(
+        (level - -6.0).abs() <= 1.5,
+        "the active speaker at {level} dBFS"
+    );
+    let quiet = decode_opus(&got[&slots[1]]).await?;
+    let quiet = quiet.get(4800..43_200).ok_or("1 s of audio")?;
+    let level = dbfs(amplitude_at(quiet, tone(2)));
+    assert!(
+        (level - -30.0).abs() <= 2.0,
+        "participant 2 at {level} dBFS"
+    );
+    let m = f.sim.media();
+    assert_eq!(
+        session(&m)["sentAudio"][0],
+        json!({"ssrc": slots[0], "slot": 0, "participant": 1, "csi": audio_csi(1),
+               "toneHz": 450, "levelDbfs": -6.0,
+               "packets": session(&m)["sentAudio"][0]["packets"], "error": null})
+    );
+    assert_eq!(session(&m)["pipelines"]["audioSenders"], 3);
+
+    // Participant 3 speaks: slot 0 carries 3 (CSI and tone), slots 1 and 2 carry 1 and 2.
+    f.sim.set_active_speaker(3)?;
+    let mut after = Received::new();
+    f.rtp_until(&mut after, |g| {
+        g.get(&slots[0]).is_some_and(|p| {
+            p.iter()
+                .position(|x| x.csi == Some(audio_csi(3)))
+                .is_some_and(|i| p.len() - i >= 60)
+        })
+    })
+    .await?;
+    let packets = &after[&slots[0]];
+    let switch = packets
+        .iter()
+        .position(|p| p.csi == Some(audio_csi(3)))
+        .ok_or("the new CSI")?;
+    let samples = decode_opus(&packets[switch..]).await?;
+    let steady = samples.get(4800..43_200).ok_or("1 s of audio")?;
+    let hz = dominant_hz(steady);
+    assert!(
+        (hz - tone(3)).abs() <= 6.0,
+        "slot 0 at {hz} Hz after the switch"
+    );
+    let m = f
+        .sim
+        .wait_media(WAIT, "the slots re-mapped", |m| sent_audio(m) == [3, 1, 2])
+        .await;
+    assert_eq!(session(&m)["sentAudio"][1]["csi"], audio_csi(1));
+    assert_eq!(session(&m)["sentAudio"][1]["levelDbfs"], -30.0);
+
+    // BYE stops the audio.
+    f.send(&bye(&[AUDIO])).await?;
+    let m = f
+        .sim
+        .wait_media(WAIT, "the session ended", |m| session(m)["ended"] == true)
+        .await;
+    assert_eq!(session(&m)["pipelines"]["audioSenders"], 0);
+    assert_eq!(session(&m)["sentAudio"], json!([]));
+    f.sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn measures_the_devices_audio() -> Result {
+    let f = Fixture::new(MediaScenario {
+        auto_scr: false,
+        send_streams: false,
+        send_audio: false,
+        ..MediaScenario::default()
+    })
+    .await?;
+    // 2 s of a 1 kHz sine at -12 dBFS peak (amplitude 0.25) on the offer's audio SSRC.
+    let packets: Vec<Vec<u8>> = opus_packets(100, 1000, 0.25)
+        .await?
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p[8..12].copy_from_slice(&AUDIO.to_be_bytes());
+            with_csi(&p, EXT_ID, AUDIO_CSI)
+        })
+        .collect();
+    f.send_paced(&packets, AUDIO).await?;
+    let m = f
+        .sim
+        .wait_media(WAIT, "a second of the tone measured", |m| {
+            stream(m, AUDIO)["audio"]["samples"].as_u64() >= Some(57_600)
+        })
+        .await;
+    let a = &stream(&m, AUDIO)["audio"];
+    let hz = a["dominantHz"].as_f64().ok_or("dominantHz")?;
+    assert!((hz - 1000.0).abs() <= 6.0, "{a}");
+    let level = a["levelDbfs"].as_f64().ok_or("levelDbfs")?;
+    assert!((level - -15.0).abs() <= 2.0, "RMS of a -12 dBFS sine: {a}");
+    let keys: Vec<&String> = a["tones"].as_object().ok_or("tones")?.keys().collect();
+    assert_eq!(keys, ["450", "600", "750", "1000", "440"]);
+    let at_1k = a["tones"]["1000"].as_f64().ok_or("1000")?;
+    assert!((at_1k - -12.0).abs() <= 2.0, "{a}");
+    assert!(a["tones"]["450"].as_f64() < Some(-50.0), "{a}");
+    assert_eq!(stream(&m, AUDIO)["decoding"], true);
+    f.sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn participants_join_and_leave_and_requests_are_reassigned() -> Result {
+    let f = Fixture::new(MediaScenario {
+        decode: false,
+        auto_scr: false,
+        ..MediaScenario::default()
+    })
+    .await?;
+    let srcids = [0xC0, 0xC1, 0xC2, 0xC3];
+    let requests: Vec<Request> = srcids.iter().map(|s| thumbnail(*s, 240)).collect();
+    f.send(&scr(VIDEO[0], 1, &requests)).await?;
+    let ack = f.next_sca().await?;
+    assert_eq!((ack.total, ack.live), (3, 3), "three participants");
+    assert_eq!(
+        ack.entries,
+        vec![(0xC0, 0, 0), (0xC1, 1, 0), (0xC2, 2, 0), (0xC3, 3, 2)],
+        "the fourth request has no source"
+    );
+    let m = f
+        .sim
+        .wait_media(WAIT, "three streams and three audio slots", |m| {
+            sent_video(m).len() == 3 && sent_audio(m).len() == 3
+        })
+        .await;
+    assert_eq!(sent_audio(&m), [1, 2, 3]);
+
+    // A fourth participant joins: the fourth request shows it.
+    let (status, body) = f.admin("/admin/media/participants/add", json!({})).await?;
+    assert_eq!((status, body), (200, json!({"participant": 4})));
+    let m = f
+        .sim
+        .wait_media(WAIT, "the fourth request served", |m| {
+            sent_video(m).len() == 4
+        })
+        .await;
+    assert_eq!(sent_video(&m)[3], (3, 0xC3, 4, video_csi(4).into()));
+    assert_eq!(
+        sent_audio(&m),
+        [1, 2, 3],
+        "still the speaker and the next two"
+    );
+    let mut got = Received::new();
+    f.rtp_until(&mut got, |g| g.get(&0xC3).is_some_and(|p| frames(p) >= 1))
+        .await?;
+    assert!(got[&0xC3].iter().all(|p| p.csi == Some(video_csi(4))));
+
+    // The active speaker leaves: 2 speaks, everyone moves up, the fourth request stops.
+    let (status, body) = f
+        .admin(
+            "/admin/media/participants/remove",
+            json!({"participant": 1}),
+        )
+        .await?;
+    assert_eq!(
+        (status, body),
+        (200, json!({"removed": 1, "activeSpeaker": 2}))
+    );
+    let m = f
+        .sim
+        .wait_media(WAIT, "re-assigned after the leave", |m| {
+            sent_video(m).iter().map(|t| t.2).collect::<Vec<_>>() == [2, 3, 4]
+                && sent_audio(m) == [2, 3, 4]
+        })
+        .await;
+    assert_eq!(session(&m)["pipelines"]["encoders"], 3);
+    assert_eq!(m["activeSpeaker"], 2);
+    let numbers: Vec<&Value> = m["participants"]
+        .as_array()
+        .ok_or("participants")?
+        .iter()
+        .map(|p| &p["number"])
+        .collect();
+    assert_eq!(numbers, [2, 3, 4]);
+    let stopped = session(&m)["streamsSent"]
+        .as_array()
+        .ok_or("streamsSent")?
+        .iter()
+        .find(|t| t["ssrc"] == 0xC3)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (stopped["active"].clone(), stopped["participant"].clone()),
+        (json!(false), json!(4))
+    );
+
+    // Errors: unknown participants 400, a full meeting or its last participant 409.
+    let (status, body) = f
+        .admin("/admin/media/active-speaker", json!({"participant": 1}))
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in the meeting"))
+    );
+    let (status, body) = f
+        .admin("/admin/media/active-speaker", json!({"participant": 4}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["activeSpeaker"], 4);
+    assert!(body["atMs"].as_u64() > Some(0));
+    for (path, bad) in [
+        (
+            "/admin/media/participants/remove",
+            json!({"participant": 9}),
+        ),
+        ("/admin/media/active-speaker", json!({"speaker": 2})),
+        ("/admin/media/participants/add", json!({"participant": 2})),
+        ("/admin/media/active-speaker", json!({"participant": -1})),
+    ] {
+        let (status, body) = f.admin(path, bad.clone()).await?;
+        assert_eq!(status, 400, "{path} {bad}: {body}");
+    }
+    for want in [1, 5, 6, 7, 8] {
+        assert_eq!(f.sim.add_participant()?, want);
+    }
+    let (status, body) = f.admin("/admin/media/participants/add", json!({})).await?;
+    assert_eq!(status, 409, "{body}");
+    for n in 1..8 {
+        f.sim.remove_participant(n)?;
+    }
+    let (status, body) = f
+        .admin(
+            "/admin/media/participants/remove",
+            json!({"participant": 8}),
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(f.sim.set_active_speaker(3).is_err());
+    let m = f
+        .sim
+        .wait_media(WAIT, "one participant left, on the first request", |m| {
+            sent_video(m).iter().map(|t| t.2).collect::<Vec<_>>() == [8] && sent_audio(m) == [8]
+        })
+        .await;
+    assert_eq!(m["activeSpeaker"], 8);
+    assert_eq!(session(&m)["pipelines"]["encoders"], 1);
+    assert_eq!(session(&m)["pipelines"]["audioSenders"], 1);
     f.sim.shutdown().await;
     Ok(())
 }
