@@ -2,7 +2,7 @@
 //! speaker volume, microphone mute, layout, the privacy switch, and dialling (a number, or a
 //! booking's join URI). One place, so the xAPI and the GPIO buttons cannot drift apart.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -24,6 +24,8 @@ pub struct Room {
     status: watch::Sender<DeviceStatus>,
     bookings: BookingsStore,
     calls: Calls,
+    /// The last touch (xAPI command, button press, call): the standby timer counts from it.
+    activity: watch::Sender<Instant>,
 }
 
 /// A dial as asked for: a number, a booking, or both (the number then wins).
@@ -50,6 +52,8 @@ pub enum RoomError {
     Call(#[from] CallError),
     /// Unknown layout family {0:?} (auto, equal, prominent, overlay or single)
     BadLayout(String),
+    /// Standby is not possible during a call
+    StandbyInCall,
 }
 
 impl Room {
@@ -65,6 +69,7 @@ impl Room {
             status,
             bookings,
             calls,
+            activity: watch::Sender::new(Instant::now()),
         };
         room.mirror();
         room
@@ -152,6 +157,31 @@ impl Room {
     /// Self-view: the camera's picture in a corner of the display during calls.
     pub fn set_selfview(&self, on: bool) {
         self.change(|c| c.selfview = on);
+    }
+
+    /// Someone used the room (`source`: `xapi:<user>`, `gpio:join_button`, `call`): wakes it
+    /// from standby and restarts the standby timer.
+    pub fn wake(&self, source: &str) {
+        self.activity.send_replace(Instant::now());
+        if self.change(|c| c.standby = false) {
+            tracing::info!(source, "standby off: woken by {source}");
+        }
+    }
+
+    /// `Standby Activate`: display and camera off until a call, a touch or a button.
+    pub fn standby(&self, source: &str) -> Result<(), RoomError> {
+        if !self.status.borrow().calls.active.is_empty() {
+            return Err(RoomError::StandbyInCall);
+        }
+        if self.change(|c| c.standby = true) {
+            tracing::info!(source, "standby on ({source})");
+        }
+        Ok(())
+    }
+
+    /// When the room was last used.
+    pub fn activity(&self) -> watch::Receiver<Instant> {
+        self.activity.subscribe()
     }
 
     /// The privacy switch: closed turns the camera off.

@@ -143,6 +143,7 @@ pub fn tree(status: &DeviceStatus, uptime: Duration) -> Value {
     tree["Bookings"] = bookings;
     tree["Audio"] = audio(&s.controls);
     tree["Video"] = video(&s.controls);
+    tree["Standby"] = standby(&s.controls);
     let mut calls = json!({
         "Available": s.calls.available,
         "DialRequests": s.calls.dial_requests,
@@ -353,6 +354,11 @@ pub fn audio(controls: &RoomControls) -> Value {
         "VolumeMute": on_off(controls.speaker_muted),
         "Microphones": { "Mute": on_off(controls.microphones_muted) },
     })
+}
+
+/// `Standby`: RoomOS's `Standby State` (Standby or Off).
+pub fn standby(controls: &RoomControls) -> Value {
+    json!({ "State": if controls.standby { "Standby" } else { "Off" } })
 }
 
 /// `Video`: the camera (privacy switch) and the layout family.

@@ -58,6 +58,10 @@ pub struct DeviceConfig {
     /// Serial number reported at activation. Default: `/etc/machine-id`, else `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    /// Minutes without a call or a touch (xAPI command, button press) before the room goes
+    /// to standby; 0: never. Default 10 (RoomOS's `Standby Delay`); fractions are allowed
+    /// (tests use seconds).
+    pub standby_delay_mins: f64,
 }
 
 impl Default for DeviceConfig {
@@ -69,6 +73,7 @@ impl Default for DeviceConfig {
             runtime_dir: None,
             model: "roomd".into(),
             serial: None,
+            standby_delay_mins: 10.0,
         }
     }
 }

@@ -236,6 +236,7 @@ async fn handle_presses(
             "{} pressed",
             press.role
         );
+        room.wake(&format!("gpio:{}", press.role));
         match press.role {
             GpioRole::JoinButton => {
                 status.send_modify(|s| s.hardware.join_presses += 1);

@@ -6,6 +6,7 @@ pub mod cloud_health;
 pub mod device_control;
 pub mod hardware;
 pub mod ringer;
+pub mod standby;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -299,6 +300,18 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
         });
     }
     let room = Room::new(controls_tx, status_tx.clone(), bookings.clone(), calls);
+    {
+        let room = room.clone();
+        let minutes = config.device.standby_delay_mins;
+        let delay = if minutes.is_finite() && minutes > 0.0 {
+            Duration::from_secs_f64(minutes.min(10_000.0) * 60.0)
+        } else {
+            Duration::ZERO
+        };
+        tasks.spawn(Subsystem::Device.span(), move |shutdown| {
+            standby::run(room, delay, shutdown)
+        });
+    }
     {
         let (bus, room) = (bus.clone(), room.clone());
         tasks.spawn(Subsystem::Device.span(), move |shutdown| {

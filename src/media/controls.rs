@@ -20,6 +20,9 @@ pub struct RoomControls {
     pub layout: LayoutFamily,
     /// The camera's own picture in a corner of the display (`Video Selfview Mode`).
     pub selfview: bool,
+    /// Standby (`Standby State`): display output and camera off. Never during a call: a
+    /// call wakes the room.
+    pub standby: bool,
 }
 
 impl Default for RoomControls {
@@ -31,6 +34,7 @@ impl Default for RoomControls {
             camera_off: false,
             layout: LayoutFamily::default(),
             selfview: false,
+            standby: false,
         }
     }
 }

@@ -28,6 +28,7 @@ mod security_state_files;
 mod security_tls;
 mod security_xapi;
 mod session;
+mod standby;
 mod tls;
 mod xapi;
 mod xapi_clients;

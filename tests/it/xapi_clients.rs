@@ -186,6 +186,12 @@ async fn touch_panel_join_button_dials_the_booking() {
     let ended = status.calls.ended.last().expect("the joined call ended");
     assert_eq!(ended.remote_number, last.number);
     assert_eq!(ended.end_cause.as_deref(), Some("LocalDisconnect"));
+    // Standby from the panel, and a touch on it woke the room again.
+    assert_eq!(step(&steps, "standby")["ok"], true);
+    assert!(
+        !daemon.status().borrow().controls.standby,
+        "awake after the touch"
+    );
     assert!(
         artefacts.join("touch-panel.png").is_file(),
         "screenshot saved"

@@ -222,6 +222,24 @@ await runSteps(
       },
     ],
     [
+      'standby',
+      async () => {
+        // The Standby button darkens the panel; a touch on the dark layer wakes the room.
+        await page.click('#standby', { timeout: WAIT_MS });
+        await wait('#standby-layer to show', () =>
+          page.waitForSelector('#standby-layer', { state: 'visible', timeout: WAIT_MS }),
+        );
+        const shot = path.join(artefacts, 'touch-panel-standby.png');
+        await page.screenshot({ path: shot });
+        await page.click('#standby-layer', { timeout: WAIT_MS });
+        await wait('#standby-layer to hide after the touch', () =>
+          page.waitForSelector('#standby-layer', { state: 'hidden', timeout: WAIT_MS }),
+        );
+        checkPageErrors();
+        return { screenshot: shot };
+      },
+    ],
+    [
       'close',
       async () => {
         checkPageErrors();

@@ -126,7 +126,17 @@ pub async fn execute(
     let args = Args(params);
     let room = &backends.room;
     let ok = || Ok(json!({}));
+    // Any command is someone using the room (a touch on the panel is one), except asking
+    // for standby itself.
+    if key != "standby activate" {
+        room.wake(&format!("xapi:{user}"));
+    }
     match key.as_str() {
+        "standby activate" => room
+            .standby(&format!("xapi:{user}"))
+            .map(|()| json!({}))
+            .map_err(CommandError::failed),
+        "standby deactivate" | "standby resettimer" => ok(),
         "bookings list" => {
             let limit = args.integer("Limit", 1..=1000)?.map(|v| v as usize);
             let offset = args.integer("Offset", 0..=100_000)?.unwrap_or(0) as usize;

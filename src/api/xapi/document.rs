@@ -44,6 +44,7 @@ pub fn status_document(status: &DeviceStatus, network: &Value) -> Value {
         "Call": status.calls.active.iter().map(call_status).collect::<Vec<_>>(),
         "Experimental": { "CalliopeDiscovery": xstatus::calliope_discovery(&status.reachability) },
         "Network": network,
+        "Standby": xstatus::standby(&status.controls),
         "SystemUnit": {
             "ProductId": "roomd",
             "Software": { "Name": "roomd", "Version": env!("CARGO_PKG_VERSION") },

@@ -20,6 +20,7 @@
     ['Status', 'Webex'],
     ['Status', 'SystemUnit', 'State'],
     ['Status', 'Call'],
+    ['Status', 'Standby'],
     ['Configuration', 'SystemUnit', 'Name'],
     ['Event', 'Bookings'],
     ['Event', 'CallDisconnect'],
@@ -232,6 +233,7 @@
     $('banner').hidden = value !== 'disconnected';
     renderMute();
     renderCall();
+    renderStandby();
     renderBookings();
   }
 
@@ -437,6 +439,7 @@
 
     renderMute();
     renderCall();
+    renderStandby();
     renderBookings();
   }
 
@@ -472,6 +475,20 @@
 
   function micMute() {
     return at(state.status, 'Status', 'Audio', 'Microphones', 'Mute');
+  }
+
+  // Standby: the panel goes dark with one message; a touch anywhere wakes the room.
+  function renderStandby() {
+    const asleep = at(state.status, 'Status', 'Standby', 'State') === 'Standby';
+    $('standby-layer').hidden = !asleep;
+    $('standby').disabled = document.body.dataset.connection !== 'connected' || asleep;
+  }
+
+  function standbyCommand(command) {
+    if (!rpc) return;
+    rpc
+      .call('xCommand/Standby/' + command, {})
+      .catch((error) => notice('Standby: ' + describe(error), 'error'));
   }
 
   function renderMute() {
@@ -670,6 +687,8 @@
 
   function init() {
     $('mute').addEventListener('click', toggleMute);
+    $('standby').addEventListener('click', () => standbyCommand('Activate'));
+    $('standby-layer').addEventListener('click', () => standbyCommand('Deactivate'));
     $('call-accept').addEventListener('click', () => callCommand('Accept'));
     $('call-leave').addEventListener('click', () =>
       callCommand($('call-leave').textContent === 'Decline' ? 'Reject' : 'Disconnect'),
