@@ -62,8 +62,9 @@ fn non_tcp_fds() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
     let dir = tempfile::tempdir().unwrap();
-    // Every part runs: three layers, the node decoding them and sending seven streams back.
-    let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\nparticipants = 7\nsend_audio = false\n";
+    // Every part runs: three layers, the node decoding them and sending seven video streams
+    // and three audio streams back, which roomd decodes, composes and mixes.
+    let scenario = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\nsend_max_fs = 240\nparticipants = 7\n";
     let (sim, daemon, mut status) = support::registered_daemon(dir.path(), scenario, |_| {}).await;
     support::wait_call_control(&mut status).await;
     let mut after = Vec::new();
@@ -76,8 +77,8 @@ async fn pipelines_threads_and_fds_do_not_outlive_their_calls() {
         let s = wait_status_within(MEDIA_TIMEOUT, &mut status, "media both ways", |s| {
             s.media.session.as_ref().is_some_and(|m| {
                 m.layers.iter().all(|l| l.packets > 0)
-                    && !m.receive.is_empty()
-                    && m.receive.iter().all(|r| r.frames > 0)
+                    && m.receive.len() == 10
+                    && m.receive.iter().filter(|r| r.frames > 0).count() == 7
             })
         })
         .await;
