@@ -125,13 +125,23 @@ fn main_centre() -> (i32, i32) {
 /// Polls the display's frames until the main region's centre is `colour`; returns when it
 /// was seen (wall clock, ms).
 async fn until_shown(dir: &Path, what: &str, colour: [u8; 3]) -> u64 {
-    let (x, y) = main_centre();
+    until_region(dir, what, main_centre(), |c| near(c, colour)).await
+}
+
+/// Polls the display's frames (a file has no change event) until the colour around `at`
+/// passes `check`; returns when (wall clock, ms).
+async fn until_region(
+    dir: &Path,
+    what: &str,
+    (x, y): (i32, i32),
+    check: impl Fn([u8; 3]) -> bool,
+) -> u64 {
     let poll = async {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
             tick.tick().await;
             if let Some(frame) = last_frame(dir) {
-                if near(colour_at(&frame, x, y), colour) {
+                if check(colour_at(&frame, x, y)) {
                     return wall_ms();
                 }
             }
@@ -140,7 +150,7 @@ async fn until_shown(dir: &Path, what: &str, colour: [u8; 3]) -> u64 {
     match tokio::time::timeout(MEASURE_TIMEOUT, poll).await {
         Ok(at) => at,
         Err(_) => panic!(
-            "never shown: {what}; main region's centre is {:?}",
+            "never shown: {what}; the colour at ({x}, {y}) is {:?}",
             last_frame(dir).map(|f| colour_at(&f, x, y))
         ),
     }
@@ -208,6 +218,26 @@ async fn the_main_region_shows_the_active_speaker_and_follows_a_switch() {
         switches.push(shown.saturating_sub(at));
     }
     switches.sort_unstable();
+
+    // Self-view: the camera (the sim board's ball on black) top right over the main stream.
+    let selfview = roomd::media::layout::selfview_region(DISPLAY.0, DISPLAY.1).centre();
+    let room = daemon.room();
+    room.set_selfview(true);
+    until_region(
+        dir.path(),
+        "the self-view over the main stream",
+        selfview,
+        |c| !near(c, RED),
+    )
+    .await;
+    room.set_selfview(false);
+    until_region(
+        dir.path(),
+        "the main stream where the self-view was",
+        selfview,
+        |c| near(c, RED),
+    )
+    .await;
     // A figure, not a limit (speed targets live in benchmarks).
     eprintln!(
         "media output: active-speaker switch, node admin call → main region in the display file: \
