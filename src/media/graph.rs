@@ -115,6 +115,16 @@ fn source_text(spec: &ElementSpec) -> String {
     }
 }
 
+/// What every appsink of the send graph is. `async=false`: the sources are live, so the
+/// pipeline goes straight to PLAYING instead of waiting in PAUSED for every sink to preroll. A
+/// layer's sink has nothing to preroll on until an SCR opens its valve (nor any sink of the
+/// camera while the privacy valve is closed); meanwhile each sink that did preroll parks its
+/// streaming thread, so nothing is sent, and a renegotiation of the capture (a valve or caps
+/// change sends RECONFIGURE upstream) can block for good in the tee's ALLOCATION query, which a
+/// queue answers only from its parked thread. Under qemu-user this left a call with SCAs but
+/// not one RTP packet (the CI flake of `media::mute_…`).
+const APPSINK: &str = "appsink sync=false async=false";
+
 /// The caps a layer's capsfilter holds.
 pub fn layer_caps_string(width: u32, height: u32, fps: u32) -> String {
     format!("video/x-raw,width={width},height={height},framerate={fps}/1")
@@ -124,7 +134,7 @@ pub fn layer_caps_string(width: u32, height: u32, fps: u32) -> String {
 pub fn describe(spec: &GraphSpec) -> String {
     let sink = |name: String| {
         if spec.sink == "appsink" {
-            format!("appsink name={name} sync=false max-buffers=256 drop=true")
+            format!("{APPSINK} name={name} max-buffers=256 drop=true")
         } else {
             format!("{} name={name} sync=false", spec.sink)
         }
@@ -169,7 +179,7 @@ pub fn describe(spec: &GraphSpec) -> String {
             text,
             " vtee. ! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 \
              ! videoscale ! video/x-raw,width={sw},height={sh} \
-             ! appsink name={SELFVIEW_SINK} sync=false max-buffers=1 drop=true"
+             ! {APPSINK} name={SELFVIEW_SINK} max-buffers=1 drop=true"
         );
     }
     if spec.audio {

@@ -452,3 +452,86 @@ async fn an_unacknowledged_scr_is_resent_eight_times_then_given_up() {
     .await;
     let _ = daemon.run_until(async {}).await;
 }
+
+/// Waits for a packet of `stream` out of a send pipeline (dropping the others).
+async fn packet_of(
+    packets: &mut tokio::sync::mpsc::Receiver<roomd::media::send_pipeline::OutPacket>,
+    stream: roomd::media::send_pipeline::SendStream,
+) {
+    let wait = async {
+        while let Some(packet) = packets.recv().await {
+            if packet.stream == stream {
+                return;
+            }
+        }
+        panic!("the packet channel closed");
+    };
+    tokio::time::timeout(MEDIA_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {stream:?} packet within {MEDIA_TIMEOUT:?}"));
+}
+
+/// The send graph alone: the microphone is sent before any SCR opens a layer, a layer flows
+/// while another is still stopped, and opening that one later (a renegotiation of the capture
+/// through the tee while the first layer and self-view run) starts it too. With sinks that
+/// waited to preroll, the pipeline stayed in PAUSED until every layer had a frame: no audio
+/// before the SCR, none at all while a layer stays stopped, and a renegotiation between two
+/// layers' first frames stalled the capture for good (the CI flake of this file's mute test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microphone_and_open_layers_flow_while_other_layers_are_stopped() {
+    use roomd::hw::board::ElementSpec;
+    use roomd::media::graph::GraphSpec;
+    use roomd::media::layers::LayerConfig;
+    use roomd::media::send_pipeline::{SendPipeline, SendStream};
+
+    let element = |name: &str, properties: &[(&str, &str)]| ElementSpec {
+        element: name.into(),
+        properties: properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        caps: None,
+    };
+    let spec = GraphSpec {
+        camera: element("videotestsrc", &[("is-live", "true")]),
+        microphone: element("audiotestsrc", &[("is-live", "true"), ("wave", "sine")]),
+        video_encoder: element(
+            "x264enc",
+            &[("tune", "zerolatency"), ("speed-preset", "ultrafast")],
+        ),
+        capture_width: 320,
+        capture_height: 180,
+        capture_fps: 15,
+        layers: 2,
+        live: true,
+        layers_start_stopped: true,
+        audio: true,
+        sink: "appsink",
+        layer_presets: Vec::new(),
+        selfview: Some((160, 90)),
+        dsp: None,
+    };
+    let (tx, mut packets) = tokio::sync::mpsc::channel(1024);
+    let pipeline = SendPipeline::build(&spec, tx).unwrap();
+    pipeline.start().unwrap();
+    packet_of(&mut packets, SendStream::Audio).await;
+    let layer = LayerConfig {
+        width: 320,
+        height: 180,
+        fps: 15,
+        bitrate_kbps: 300,
+    };
+    pipeline.configure_layer(0, Some(layer));
+    packet_of(&mut packets, SendStream::Layer(0)).await;
+    pipeline.configure_layer(
+        1,
+        Some(LayerConfig {
+            width: 160,
+            height: 90,
+            ..layer
+        }),
+    );
+    packet_of(&mut packets, SendStream::Layer(1)).await;
+    packet_of(&mut packets, SendStream::Layer(0)).await;
+    packet_of(&mut packets, SendStream::Audio).await;
+}
