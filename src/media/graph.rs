@@ -184,11 +184,15 @@ pub fn describe(spec: &GraphSpec) -> String {
     }
     if spec.audio {
         // webrtcdsp takes S16LE at 48 kHz; mono is what a room microphone array delivers
-        // after beamforming, and it halves the DSP's work.
+        // after beamforming, and it halves the DSP's work. Delay-agnostic: the canceller finds
+        // the echo's delay itself; aligned by the probe's timestamps instead (speaker and
+        // microphone in different pipelines, the far end starting seconds after the DSP) it
+        // cancelled nothing (ERLE 0 to 2 dB instead of 50).
         let dsp = spec.dsp.as_ref().map_or_else(String::new, |d| {
             format!(
                 " ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! webrtcdsp probe={} \
-                 echo-cancel=true echo-suppression-level=high noise-suppression={} gain-control={} \
+                 echo-cancel=true echo-suppression-level=high delay-agnostic=true \
+                 noise-suppression={} gain-control={} \
                  ! audioconvert ! audioresample",
                 d.echo_probe, d.noise_suppression, d.gain_control
             )
