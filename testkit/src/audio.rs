@@ -52,6 +52,22 @@ pub fn tone_dbfs(samples: &[f32], hz: f64) -> f64 {
     (20.0 * (amplitude / std::f64::consts::SQRT_2).log10()).max(-120.0)
 }
 
+/// The level of the `hz` component as the median over 50 ms blocks: a dropout (a late
+/// buffer the mixer played as silence on a loaded machine) moves it only when it fills most
+/// of the window.
+pub fn steady_tone_dbfs(samples: &[f32], hz: f64) -> f64 {
+    let block = (RATE / 20) as usize;
+    let mut levels: Vec<f64> = samples
+        .chunks_exact(block)
+        .map(|b| tone_dbfs(b, hz))
+        .collect();
+    if levels.is_empty() {
+        return tone_dbfs(samples, hz);
+    }
+    levels.sort_by(f64::total_cmp);
+    levels[levels.len() / 2]
+}
+
 /// Of `candidates`, the frequency with the highest level.
 pub fn loudest_of(samples: &[f32], candidates: &[f64]) -> f64 {
     candidates
@@ -85,5 +101,9 @@ mod tests {
         );
         assert!(tone_dbfs(&s, 750.0) < -60.0);
         assert_eq!(loudest_of(&s, &[300.0, 450.0, 600.0]), 450.0);
+        // Silence in a third of the window leaves the steady level where it was.
+        let mut gappy = s.clone();
+        gappy[..8000].iter_mut().for_each(|x| *x = 0.0);
+        assert!((steady_tone_dbfs(&gappy, 450.0) - (-9.03)).abs() < 0.5);
     }
 }

@@ -282,7 +282,7 @@ async fn the_far_end_is_heard_at_the_room_volume_and_mutes_are_real() {
     })
     .await;
     // −6 dBFS peak from the node, volume 50 (×0.5): −12 dBFS peak, −15 dBFS RMS.
-    let at_50 = audio::tone_dbfs(&heard, tone(1));
+    let at_50 = audio::steady_tone_dbfs(&heard, tone(1));
     assert!(
         (-18.0..-12.0).contains(&at_50),
         "participant 1 at {at_50:.1} dBFS"
@@ -297,15 +297,15 @@ async fn the_far_end_is_heard_at_the_room_volume_and_mutes_are_real() {
     let room = daemon.room();
     room.set_volume(25);
     let heard = until_heard(&speaker, "the lower volume", |s| {
-        audio::tone_dbfs(s, tone(3)) < at_50 - 4.0
+        audio::steady_tone_dbfs(s, tone(3)) < at_50 - 4.0
     })
     .await;
     // Settled: the whole half second is after the change.
     let heard = until_heard(&speaker, "a settled level", |s| {
-        (audio::tone_dbfs(s, tone(3)) - audio::tone_dbfs(&heard, tone(3))).abs() < 0.5
+        (audio::steady_tone_dbfs(s, tone(3)) - audio::steady_tone_dbfs(&heard, tone(3))).abs() < 0.5
     })
     .await;
-    let drop = at_50 - audio::tone_dbfs(&heard, tone(3));
+    let drop = at_50 - audio::steady_tone_dbfs(&heard, tone(3));
     assert!(
         (5.0..7.0).contains(&drop),
         "volume 50 → 25 lowered the level by {drop:.1} dB"
