@@ -11,10 +11,25 @@
 //! (e) CPU of the three-layer pipeline vs the pixel-proportional floor: 1.3125 × the CPU of
 //!     the 720p layer alone (360p adds ¼, 180p 1/16).
 //!
+//! (e′) For reference, the same three layers each scaled from the capture (the graph before
+//!     issue 19's cascade), against the same floor.
+//! (f) The receive path: CPU of decode + compose + render of 1 × 720p + 6 × 180p streams
+//!     through roomd's receive graph vs `gst-launch-1.0` of the same graph (`media/receive.rs`).
+//! (g) Glass-to-glass video latency and (h) mouth-to-ear audio latency on loopback, roomd-sim's
+//!     media node → an in-process roomd in a call → its display and speaker sinks
+//!     (`media/glass.rs`), against the receive jitter buffer's configured latency.
+//!
 //! Native: `cargo bench --bench media` (N = 600). Under qemu-aarch64 (`--target
-//! aarch64-unknown-linux-gnu`), N = 60 and only (a), (c) and (e) run: there is no aarch64
-//! `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the
-//! board's. `ROOMD_BENCH_FRAMES` overrides N.
+//! aarch64-unknown-linux-gnu`), N = 60 and only (a), (c), (e) and (e′) run: there is no aarch64
+//! `gst-launch-1.0` on the host path for (b) and (f), and (d), (g) and (h) measure the host's
+//! scheduling, not the board's. `ROOMD_BENCH_FRAMES` overrides N; `ROOMD_BENCH_RECEIVE_SECS`
+//! (10) and `ROOMD_BENCH_RECEIVE_RUNS` (3) size (f), `ROOMD_BENCH_G2G_FRAMES` (300) and
+//! `ROOMD_BENCH_M2E_SWITCHES` (10) size (g) and (h).
+
+#[path = "media/glass.rs"]
+mod glass;
+#[path = "media/receive.rs"]
+mod receive;
 
 use roomd_testkit::figures;
 
@@ -165,6 +180,35 @@ fn wait_eos(pipeline: &gst::Pipeline) {
             _ => {}
         }
     }
+}
+
+/// The three layers as the graph had them before the cascade: a branch per layer off the
+/// capture's tee, each with its own scaler from the capture's size (fakesinks).
+fn per_layer_from_capture(n: u32) -> String {
+    let mut spec = graph_spec(n, &LAYERS, "fakesink");
+    spec.layers = 0;
+    let mut text = graph::describe(&spec);
+    let encoder = &spec.video_encoder;
+    for (i, layer) in LAYERS.iter().enumerate() {
+        let props: String = encoder
+            .properties
+            .iter()
+            .map(|(k, v)| format!(" {k}=\"{v}\""))
+            .collect();
+        text.push_str(&format!(
+            " vtee. ! queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 \
+             ! valve name=vvalve{i} drop=false ! videoscale ! videorate drop-only=true \
+             ! capsfilter name=vcaps{i} caps=\"{}\" ! {}{props} bitrate={} \
+             ! video/x-h264,profile=constrained-baseline ! rtph264pay pt={} mtu={} \
+             config-interval=-1 aggregate-mode=zero-latency ! fakesink name=vsink{i} sync=false",
+            graph::layer_caps_string(layer.width, layer.height, layer.fps),
+            encoder.element,
+            layer.bitrate_kbps,
+            graph::VIDEO_PT,
+            graph::PAYLOADER_MTU,
+        ));
+    }
+    text
 }
 
 /// Three separate pipelines, each with its own capture, scaler and encoder.
@@ -364,8 +408,12 @@ fn wait_width(sizes: &std_mpsc::Receiver<(i32, Instant)>, width: i32) -> Instant
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--receive-child") {
+        receive::child(&args[at + 1..]);
     }
     roomd::media::gst::init().expect("GStreamer");
     let n = frames();
@@ -375,9 +423,9 @@ fn main() {
     );
     figures::about(
         &format!(
-            "the media engine: {n} frames of 1280×720@30 (non-live clip) into three layers 720p/360p/180p, x264enc from board/sim.toml, CPU seconds of the process"
+            "the media engine. Send: {n} frames of 1280×720@30 (non-live clip) into three layers 720p/360p/180p, x264enc from board/sim.toml, CPU seconds of the process. Receive: 1×720p + 6×180p H.264 replayed over loopback UDP, decoded, composed and rendered (CPU of the receiving process). Latency: roomd-sim's node → an in-process roomd in a call → its display and speaker sinks (FIFOs), video by the node's timecode strip, audio by a tone switch"
         ),
-        "per figure, in the same run: three independent capture + encode pipelines; the 720p layer alone × 1.3125 (the pixel-proportional floor); `gst-launch-1.0` of the same graph text; 30 fps real time; one frame interval",
+        "per figure, in the same run: three independent capture + encode pipelines; the 720p layer alone × 1.3125 (the pixel-proportional floor); `gst-launch-1.0` of the same graph text (send and receive); 30 fps real time; one frame interval; the receive jitter buffer's configured latency (g, h)",
     );
 
     // (a) one capture + tee vs three independent pipelines.
@@ -406,6 +454,20 @@ fn main() {
         .target(figures::Target::RatioAtMost(1.2))
         .record();
 
+    // (e′) the graph before the cascade, same floor.
+    let (before_cpu, _) = run_in_process(&[per_layer_from_capture(n)]);
+    println!(
+        "(e') 3 layers each scaled from the capture (the graph before the cascade) {before_cpu:.2} CPU s vs the same floor {floor:.2}: {:.2}x",
+        before_cpu / floor
+    );
+    figures::figure(
+        "(e′) three layers each scaled from the capture (the graph before the cascade), for reference",
+        before_cpu,
+        "CPU s",
+    )
+    .against("1.3125 × the 720p layer alone", floor)
+    .record();
+
     if EMULATED {
         let fps = f64::from(n) / tee_wall.as_secs_f64();
         println!(
@@ -420,7 +482,7 @@ fn main() {
         .against("real time", 30.0)
         .record();
         figures::note(
-            "under qemu-aarch64 only (a), (c) and (e) run: there is no aarch64 `gst-launch-1.0` on the host path for (b), and (d) measures the host's scheduling, not the board's",
+            "under qemu-aarch64 only (a), (c), (e) and (e′) run: there is no aarch64 `gst-launch-1.0` on the host path for (b) and (f), and (d), (g) and (h) measure the host's scheduling, not the board's",
         );
         return;
     }
@@ -486,4 +548,10 @@ fn main() {
     )
     .against("one frame interval", frame.as_secs_f64() * 1e3)
     .record();
+
+    // (f) the receive path.
+    receive::run();
+
+    // (g), (h) glass-to-glass and mouth-to-ear.
+    glass::run();
 }

@@ -96,6 +96,19 @@ impl Drop for OwnedPipeline {
 }
 
 /// Initialises GStreamer (idempotent) and returns its version string.
+/// A pipeline error as roomd reports it: the element's path, the error and GStreamer's debug
+/// details.
+pub fn error_text(e: &gst::message::Error) -> String {
+    format!(
+        "{}: {}{}",
+        e.src()
+            .map(|s| s.path_string().to_string())
+            .unwrap_or_default(),
+        e.error(),
+        e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+    )
+}
+
 pub fn init() -> Result<String, MediaError> {
     gst::init().map_err(|e| MediaError::Init(e.to_string()))?;
     Ok(gst::version_string().to_string())

@@ -33,7 +33,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use super::graph::{AUDIO_PT, VIDEO_PT, element_text};
+use super::graph::{AUDIO_PT, VIDEO_PT, caps_filter_text, element_text};
 use super::gst::{MediaError, OwnedPipeline};
 use super::layout::Rect;
 use crate::hw::board::ElementSpec;
@@ -118,11 +118,7 @@ pub fn describe(spec: &ReceiveSpec) -> String {
          ! videoconvert{} ! {} \
          videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
          ! {COMPOSITOR}.sink_0",
-        spec.display
-            .caps
-            .as_deref()
-            .map(|c| format!(" ! {c}"))
-            .unwrap_or_default(),
+        caps_filter_text(&spec.display),
         element_text(&spec.display, Some(DISPLAY)),
     );
     for i in 0..spec.video_slots {
@@ -155,11 +151,7 @@ pub fn describe(spec: &ReceiveSpec) -> String {
          ! webrtcechoprobe name={} ! audioconvert ! audioresample{} ! {} \
          audiotestsrc is-live=true wave=silence ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! mix.",
         spec.echo_probe,
-        spec.speaker
-            .caps
-            .as_deref()
-            .map(|c| format!(" ! {c}"))
-            .unwrap_or_default(),
+        caps_filter_text(&spec.speaker),
         element_text(&spec.speaker, Some(SPEAKER)),
     );
     for j in 0..spec.audio_slots {
@@ -287,14 +279,7 @@ impl ReceivePipeline {
         let bus = pipeline.pipeline().bus().expect("a pipeline has a bus");
         bus.set_sync_handler(move |_, message| {
             if let gst::MessageView::Error(e) = message.view() {
-                let _ = bus_events.send(ReceiveEvent::Error(format!(
-                    "{}: {}{}",
-                    e.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    e.error(),
-                    e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-                )));
+                let _ = bus_events.send(ReceiveEvent::Error(super::gst::error_text(e)));
             }
             gst::BusSyncReply::Drop
         });

@@ -26,11 +26,7 @@ impl Ringer {
              ! audioconvert ! audioresample{} ! {} \
              audiotestsrc is-live=true wave=sine freq={RING_HZ} volume=0.25 ! ringmix. \
              audiotestsrc is-live=true wave=sine freq=480 volume=0.25 ! ringmix.",
-            speaker
-                .caps
-                .as_deref()
-                .map(|c| format!(" ! {c}"))
-                .unwrap_or_default(),
+            super::graph::caps_filter_text(speaker),
             super::graph::element_text(speaker, Some("ringspeaker")),
         );
         let pipeline = OwnedPipeline::launch(&text, "the ring tone")?;

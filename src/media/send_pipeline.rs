@@ -128,14 +128,7 @@ impl SendPipeline {
         bus.stream().filter_map(move |message| {
             use gst::MessageView;
             let event = match message.view() {
-                MessageView::Error(e) => Some(PipelineEvent::Error(format!(
-                    "{}: {}{}",
-                    e.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    e.error(),
-                    e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-                ))),
+                MessageView::Error(e) => Some(PipelineEvent::Error(super::gst::error_text(e))),
                 MessageView::Eos(_) => Some(PipelineEvent::Eos),
                 MessageView::StateChanged(s)
                     if s.src() == Some(pipeline.upcast_ref::<gst::Object>())
