@@ -264,6 +264,26 @@ pub fn dial_request(number: &str) -> roomd::room::DialRequest {
     }
 }
 
+/// Dials `number` once call control is up and waits (at most `within`) for the call's media
+/// session; returns the status that has it.
+pub async fn dial_until_media(
+    daemon: &roomd::daemon::Daemon,
+    status: &mut tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
+    number: &str,
+    within: std::time::Duration,
+) -> roomd::status::DeviceStatus {
+    wait_call_control(status).await;
+    daemon
+        .room()
+        .dial(dial_request(number))
+        .await
+        .expect("dial");
+    wait_status_within(within, status, "the call's media session", |s| {
+        s.media.session.is_some()
+    })
+    .await
+}
+
 /// An xAPI context over `state` with a detached room (no cloud session behind it) and a fresh
 /// device status, whose sender is returned too.
 pub fn detached_xapi_context(

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 pub mod audio;
 pub mod capture;
+pub mod far_end;
 pub mod figures;
 pub mod log_scan;
 pub mod process;

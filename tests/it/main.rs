@@ -17,6 +17,7 @@ mod daemon;
 mod gpio;
 mod locus_conformance;
 mod media;
+mod media_echo;
 mod media_output;
 mod meeting_server;
 mod mercury;

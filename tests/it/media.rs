@@ -12,6 +12,7 @@ use roomd::api::xapi::auth::set_password;
 use roomd::media::status::MediaView;
 use roomd::status::DeviceStatus;
 use roomd::store::StateDir;
+use roomd_testkit::far_end::{self, live_session as session};
 use serde_json::{Value, json};
 use support::{LogCapture, wait_status, wait_status_within};
 use tokio::sync::watch;
@@ -56,20 +57,8 @@ async fn in_call(
     (sim, daemon, status, view)
 }
 
-/// The node's live session (the last one not ended).
-fn session(media: &Value) -> Option<&Value> {
-    media["sessions"]
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|s| s["ended"] != true)
-}
-
 fn stream(media: &Value, ssrc: u32) -> Option<&Value> {
-    session(media)?["streams"]
-        .as_array()?
-        .iter()
-        .find(|s| s["ssrc"] == ssrc)
+    far_end::received_stream(media, u64::from(ssrc))
 }
 
 fn packets(media: &Value, ssrc: u32) -> u64 {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use roomd::calls::CallState;
 use roomd::hw::board::{Board, ElementSpec};
 use roomd_testkit::audio;
-use roomd_testkit::daemon::{registered_daemon_on, sim_board, wait_status};
+use roomd_testkit::daemon::{dial_until_media, registered_daemon_on, sim_board, wait_status};
+use roomd_testkit::far_end::{self, tone_hz as tone};
 
 use crate::support::{self, LogCapture};
 
@@ -75,12 +76,9 @@ async fn until_heard(speaker: &Path, what: &str, check: impl Fn(&[f32]) -> bool)
 }
 
 /// The participants' colours and tones (the contract's palette).
-const RED: [u8; 3] = [220, 40, 40];
-const GREEN: [u8; 3] = [40, 180, 60];
-const BLUE: [u8; 3] = [40, 80, 220];
-fn tone(n: u32) -> f64 {
-    f64::from(300 + 150 * n)
-}
+const RED: [u8; 3] = far_end::PALETTE[0];
+const GREEN: [u8; 3] = far_end::PALETTE[1];
+const BLUE: [u8; 3] = far_end::PALETTE[2];
 
 /// The newest frame the display finished (the second newest file: the newest may be half
 /// written).
@@ -176,16 +174,7 @@ async fn in_call_on(
     tokio::sync::watch::Receiver<roomd::status::DeviceStatus>,
 ) {
     let (sim, daemon, mut status) = registered_daemon_on(dir, FAR_END, |_| {}, board).await;
-    support::wait_call_control(&mut status).await;
-    daemon
-        .room()
-        .dial(support::dial_request("bob@example.com"))
-        .await
-        .expect("dial");
-    roomd_testkit::daemon::wait_status_within(MEASURE_TIMEOUT, &mut status, "media", |s| {
-        s.media.session.is_some()
-    })
-    .await;
+    dial_until_media(&daemon, &mut status, "bob@example.com", MEASURE_TIMEOUT).await;
     (sim, daemon, status)
 }
 
@@ -372,7 +361,15 @@ async fn a_ring_tone_is_heard_on_an_incoming_call_and_stops_on_answer() {
     let _logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let (board, speaker) = measuring_board(dir.path());
-    let (sim, daemon, mut status) = registered_daemon_on(dir.path(), "", |_| {}, board).await;
+    let (sim, daemon, mut status) = registered_daemon_on(
+        dir.path(),
+        "",
+        // Without a `[media]` scenario the testkit leaves the receive graph out; the speaker
+        // must switch from the ring to the call's audio here.
+        |c| c.media.receive = true,
+        board,
+    )
+    .await;
     support::wait_call_control(&mut status).await;
     sim.locus_incoming("alice@example.com", "Alice").unwrap();
     wait_status(&mut status, "the room rings", |s| {

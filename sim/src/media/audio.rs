@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::PipelineEvent;
-use super::gst_util::{Pipeline, watch_bus};
+use super::gst_util::{Pipeline, forward_encoded};
 use super::participants::{ACTIVE_DBFS, QUIET_DBFS, amplitude, audio_csi, tone_hz};
 use super::sdp::AUDIO_PT;
 use super::streams::{Outgoing, PAYLOAD_MTU};
@@ -61,34 +61,13 @@ impl AudioSender {
             Pipeline::launch(&description).with_context(|| format!("building {what}"))?;
         let src = pipeline.by_name::<gst::Element>("src")?;
         let sink = pipeline.by_name::<gst_app::AppSink>("sink")?;
-        let packets = events.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    // The node loop is gone only at shutdown; then nobody needs the packet.
-                    let _ = packets.send(PipelineEvent::Encoded {
-                        session,
-                        encoder: id,
-                        participant: None,
-                        packet: map.as_slice().to_vec(),
-                    });
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
+        forward_encoded(
+            &pipeline,
+            &sink,
+            events,
+            (session, id),
+            Box::new(|_| Ok(None)),
         );
-        let errors = events.clone();
-        watch_bus(&pipeline, move |message| {
-            let _ = errors.send(PipelineEvent::EncodeError {
-                session,
-                encoder: id,
-                message,
-            });
-        });
         pipeline
             .play()
             .with_context(|| format!("starting {what}"))?;

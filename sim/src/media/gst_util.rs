@@ -1,11 +1,16 @@
 //! What the decoder and the stream sender share about GStreamer: one-time initialisation, a
-//! pipeline that goes to Null when dropped, and a bus handler that reports errors.
+//! pipeline that goes to Null when dropped, a bus handler that reports errors, and the hand-off
+//! of encoded packets to the node loop.
 
 use std::sync::OnceLock;
 
 use anyhow::{Context as _, anyhow};
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::PipelineEvent;
 
 static INIT: OnceLock<Result<(), String>> = OnceLock::new();
 
@@ -92,5 +97,49 @@ pub(crate) fn watch_bus(pipeline: &Pipeline, on_error: impl Fn(String) + Send + 
             _ => {}
         }
         gst::BusSyncReply::Drop
+    });
+}
+
+/// Who a sender's packet shows, from its buffer's PTS (ns): `None` for audio, whose slot says it.
+pub(crate) type ParticipantAt =
+    Box<dyn Fn(Option<u64>) -> Result<Option<u8>, gst::FlowError> + Send + Sync + 'static>;
+
+/// Hands every RTP packet `sink` pulls to the node loop as [`PipelineEvent::Encoded`] of
+/// (`session`, `encoder`), and every error of the pipeline as [`PipelineEvent::EncodeError`].
+pub(crate) fn forward_encoded(
+    pipeline: &Pipeline,
+    sink: &gst_app::AppSink,
+    events: &UnboundedSender<PipelineEvent>,
+    (session, encoder): (usize, u64),
+    participant_at: ParticipantAt,
+) {
+    let packets = events.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let participant = participant_at(buffer.pts().map(gst::ClockTime::nseconds))?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                // The node loop is gone only at shutdown; then nobody needs the packet.
+                let _ = packets.send(PipelineEvent::Encoded {
+                    session,
+                    encoder,
+                    participant,
+                    packet: map.as_slice().to_vec(),
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let errors = events.clone();
+    watch_bus(pipeline, move |message| {
+        let _ = errors.send(PipelineEvent::EncodeError {
+            session,
+            encoder,
+            message,
+        });
     });
 }

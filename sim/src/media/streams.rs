@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::PipelineEvent;
-use super::gst_util::{Pipeline, watch_bus};
+use super::gst_util::{Pipeline, forward_encoded};
 use super::participants::{colour, video_csi};
 use super::picture::{I420, draw_number, draw_timecode};
 use super::sdp::VIDEO_PT;
@@ -271,37 +271,16 @@ impl Encoder {
             gst::PadProbeReturn::Ok
         });
         let sink = pipeline.by_name::<gst_app::AppSink>("sink")?;
-        let packets = events.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let pts = buffer.pts().map(gst::ClockTime::nseconds);
-                    let participant = tags.lock().map_err(|_| gst::FlowError::Error)?.at(pts);
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let packet = map.as_slice().to_vec();
-                    // The node loop is gone only at shutdown; then nobody needs the packet.
-                    let _ = packets.send(PipelineEvent::Encoded {
-                        session,
-                        encoder: id,
-                        participant: Some(participant),
-                        packet,
-                    });
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
+        forward_encoded(
+            &pipeline,
+            &sink,
+            events,
+            (session, id),
+            Box::new(move |pts| {
+                let mut tags = tags.lock().map_err(|_| gst::FlowError::Error)?;
+                Ok(Some(tags.at(pts)))
+            }),
         );
-        let errors = events.clone();
-        watch_bus(&pipeline, move |message| {
-            let _ = errors.send(PipelineEvent::EncodeError {
-                session,
-                encoder: id,
-                message,
-            });
-        });
         pipeline
             .play()
             .with_context(|| format!("starting {what}"))?;
