@@ -49,6 +49,17 @@
 #     chip is /dev/gpiochip1 and its lines are driven through
 #     /sys/devices/platform/gpio-sim.0/gpiochip1/sim_gpioK/{pull,value} (pull-up|pull-down).
 #   - journald: Debian defaults (persistent /var/log/journal, on the snapshot).
+#   - Media devices through real kernel drivers, loaded at boot (modules-load.d/roomd-media.conf,
+#     options in modprobe.d/roomd-media.conf; manifest media_modules=):
+#       /dev/video0     vivid, a V4L2 capture node whose one input is a webcam (320x180 ...
+#                       3840x2160; I420, YUYV, ...), root:video 0660
+#       ALSA "Loopback" snd-aloop, 2 substreams: played on hw:Loopback,0,N = captured on
+#                       hw:Loopback,1,N and the other way round; /dev/snd/* root:audio 0660
+#       /dev/dri/card0  virtio-gpu, when QEMU has -device virtio-gpu-pci (with edid=off, its
+#                       xres x yres is the connector's preferred mode, which fbcon sets; no
+#                       vblank: kmssink needs force-modesetting); root:video 0660
+#     GStreamer's alsa plugin (alsasrc, alsasink), v4l2src, kmssink; aplay and arecord
+#     (alsa-utils).
 #
 # Boot (qemu-system-aarch64 10.0; cortex-a72 is the fastest -cpu under TCG here):
 #   qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -nic none -no-reboot \
@@ -57,6 +68,7 @@
 #     -virtfs local,path=$SHARE,mount_tag=roomd,security_model=none,readonly=on \
 #     -device virtio-serial-pci -chardev socket,id=harness,path=$SOCK,server=on,wait=off \
 #     -device virtserialport,chardev=harness,name=org.roomd.harness \
+#     -device virtio-gpu-pci,edid=off,xres=320,yres=180 \
 #     -qmp unix:$QMP,server=on,wait=off
 set -euo pipefail
 
@@ -81,10 +93,20 @@ PACKAGES=(
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-tools
     # openh264dec: libgstopenh264.so is in gstreamer1.0-plugins-bad, which depends on it.
     libopenh264-7
+    # The guest's real media devices (vivid, snd-aloop, virtio-gpu): alsasrc/alsasink, and
+    # aplay/arecord for the harness to play and record the loopback's other side. kmssink
+    # and v4l2src come with plugins-bad and plugins-good.
+    gstreamer1.0-alsa alsa-utils
 )
 # Checked with gst-inspect-1.0 at build time (this also writes the shared registry).
 GST_ELEMENTS=(x264enc openh264dec opusenc opusdec rtph264pay rtph264depay h264parse
-    videotestsrc audiotestsrc appsink appsrc)
+    videotestsrc audiotestsrc appsink appsrc compositor audiomixer webrtcdsp webrtcechoprobe
+    v4l2src alsasrc alsasink kmssink)
+# Kernel modules the guest loads at boot (rootfs /etc/modules-load.d/roomd-media.conf, options
+# in /etc/modprobe.d/roomd-media.conf); the customize hook fails the build if one is missing
+# from the kernel package. They load from the rootfs, after / is mounted: the initramfs
+# (MODULES=list) carries only what mounting / needs.
+MEDIA_MODULES=(vivid snd-aloop virtio-gpu)
 # Kernel command line. fsck.mode=skip: the root is a throwaway snapshot.
 CMDLINE="root=/dev/vda rw rootfstype=ext4 console=ttyAMA0 fsck.mode=skip panic=-1 net.ifnames=0"
 # Free space left in rootfs.ext4 (sparse: costs nothing until written).
@@ -187,7 +209,7 @@ prune() {
     for d in "${old[@]}"; do
         [ "$d" = "$keep" ] && continue
         log "removing old $(basename "$d")"
-        rm -rf --one-file-system "$d"
+        remove_dirs "$d"
     done
 }
 
@@ -237,6 +259,7 @@ build_image() {
     # shellcheck disable=SC2016
     if ! ROOMD_IMAGE_OVERLAY="$IMAGE_FILES/rootfs" ROOMD_IMAGE_ABI="$KERNEL_ABI" \
         ROOMD_IMAGE_GPIO_SIM="$GPIO_SIM_KO" ROOMD_IMAGE_GST_ELEMENTS="${GST_ELEMENTS[*]}" \
+        ROOMD_IMAGE_MODULES="${MEDIA_MODULES[*]}" \
         ROOMD_IMAGE_HOOKS="$IMAGE_FILES/hooks" \
         mmdebstrap --mode=root --arch=arm64 --variant=minbase --format=directory --skip=check/qemu \
         --include="$include" \
@@ -285,6 +308,7 @@ build_image() {
         printf 'key=%s\n' "$KEY"
         printf 'packages=%s\n' "$(IFS=,; printf '%s' "${PACKAGES[*]},$kpkg")"
         printf 'gst_registry=/var/cache/gstreamer-1.0/registry.aarch64.bin\n'
+        printf 'media_modules=%s\n' "$(IFS=,; printf '%s' "${MEDIA_MODULES[*]}")"
         printf 'debian_mirror=%s\n' "$MIRROR"
         printf 'built=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     )"
@@ -295,16 +319,31 @@ build_image() {
     log "image ready in $((SECONDS - t0)) s: $image ($(du -sh "$image" | cut -f1) on disk)"
 }
 
+# Removes build directories. A build killed inside mmdebstrap leaves its rootfs's /proc, /sys
+# and /dev mounts behind, which rm cannot remove: those are detached first (lazily: a
+# stale /dev/shm may still be busy).
+remove_dirs() {
+    local d m mounts
+    for d in "$@"; do
+        [ -e "$d" ] || continue
+        mapfile -t mounts < <(findmnt -rn -o TARGET | awk -v p="$d/" 'index($0, p) == 1' | sort -r)
+        for m in "${mounts[@]}"; do
+            umount -l "$m" || log "warning: cannot unmount $m"
+        done
+        rm -rf --one-file-system "$d"
+    done
+}
+
 # Temp dirs removed on exit (the lock holder is the only writer of .image-*/.gpio-sim-*).
 TMP_DIRS=()
 IMAGE_TMP=""
 FAILED_LOG="$SYSTEM_DIR/image-failed.log"
 cleanup() {
-    local rc=$? d
+    local rc=$?
     if [ "$rc" -ne 0 ] && [ -n "$IMAGE_TMP" ] && [ -f "$IMAGE_TMP/build.log" ]; then
         cp "$IMAGE_TMP/build.log" "$FAILED_LOG" 2>/dev/null || true
     fi
-    for d in "${TMP_DIRS[@]}"; do rm -rf --one-file-system "$d"; done
+    remove_dirs "${TMP_DIRS[@]}"
     return "$rc"
 }
 trap cleanup EXIT
@@ -333,7 +372,7 @@ main() {
         fi
         if ! image_ready "$image"; then
             # Leftovers of interrupted builds (we hold the lock: nobody else is building).
-            rm -rf --one-file-system "$SYSTEM_DIR"/.image-*.tmp* "$SYSTEM_DIR"/.gpio-sim.tmp* "$image"
+            remove_dirs "$SYSTEM_DIR"/.image-*.tmp* "$SYSTEM_DIR"/.gpio-sim.tmp* "$image"
             IMAGE_TMP="$SYSTEM_DIR/.image-$KEY.tmp$$"
             TMP_DIRS+=("$IMAGE_TMP")
             mkdir -p "$IMAGE_TMP"

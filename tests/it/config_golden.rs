@@ -104,7 +104,7 @@ fn an_explicit_config_path_must_exist() {
 #[test]
 fn shipped_boards_are_complete() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
-    for name in ["sim", "qemu-virt"] {
+    for name in ["sim", "qemu-virt", "qemu-virt-media"] {
         let board = Board::load(&dir, name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(board.name, name);
         for role in GpioRole::ALL {

@@ -1,6 +1,7 @@
 //! One booted aarch64 guest: `qemu-system-aarch64 -M virt` under TCG with no network
 //! device, the image from `scripts/system/image.sh`, a read-only 9p share with the build
-//! under test, the harness agent on a virtio-serial port and QMP on a unix socket.
+//! under test, the harness agent on a virtio-serial port, a virtio-gpu display (no window:
+//! QMP `screendump` shows it) and QMP on a unix socket.
 //!
 //! QEMU connects to sockets the harness listens on before it starts, so nothing polls for a
 //! socket to appear. Every exchange is bounded by a timeout; a failure prints the tail of
@@ -78,8 +79,10 @@ async fn accept(listener: &UnixListener, what: &str, qemu: &mut Child) -> UnixSt
 }
 
 impl Guest {
-    /// Starts QEMU and returns once QMP is up (the guest is still booting).
-    pub async fn spawn(image: &Image, share: &Path, work: &Path) -> Guest {
+    /// Starts QEMU and returns once QMP is up (the guest is still booting). `display` is the
+    /// virtio-gpu output's size: without an EDID (whose modes go up to 5120×2160, the one
+    /// fbcon would set) the guest driver makes it the connector's preferred mode.
+    pub async fn spawn(image: &Image, share: &Path, work: &Path, display: (u32, u32)) -> Guest {
         let agent_path = work.join("agent.sock");
         let qmp_path = work.join("qmp.sock");
         let console = work.join("console.log");
@@ -121,6 +124,11 @@ impl Guest {
                 "-device",
                 "virtserialport,chardev=harness,name=org.roomd.harness",
             ])
+            .arg("-device")
+            .arg(format!(
+                "virtio-gpu-pci,edid=off,xres={},yres={}",
+                display.0, display.1
+            ))
             .arg("-chardev")
             .arg(format!("socket,id=qmp,path={}", qmp_path.display()))
             .args(["-mon", "chardev=qmp,mode=control"])
@@ -193,6 +201,19 @@ impl Guest {
         }
     }
 
+    /// The display as QEMU scans it out now (QMP `screendump`, PPM), kept at `path`.
+    pub async fn screendump(&mut self, path: &Path) -> Picture {
+        self.qmp(json!({
+            "execute": "screendump",
+            "arguments": {"filename": path.to_str().expect("a UTF-8 path")},
+        }))
+        .await;
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| self.fail(&format!("screendump {}: {e}", path.display())));
+        Picture::from_ppm(&bytes)
+            .unwrap_or_else(|| self.fail(&format!("screendump {}: not a P6 PPM", path.display())))
+    }
+
     async fn agent_line(&mut self, within: Duration, waiting_for: &str) -> String {
         match timeout(within, self.agent_rx.next_line()).await {
             Ok(Ok(Some(line))) => line,
@@ -252,22 +273,30 @@ impl Guest {
     pub async fn ok(&mut self, script: &str, within: Duration) -> String {
         let out = self.run(script, within).await;
         if out.status != 0 {
-            let journal = self
-                .run(
-                    "journalctl --no-pager -n 60 -o short-monotonic -u roomd.service -u roomd-sim.service",
-                    Duration::from_secs(60),
-                )
-                .await;
-            self.fail(&format!(
-                "guest command failed (exit {}{}):\n{script}\n--- output ---\n{}\n\
-                 --- journal of roomd and roomd-sim (last 60 entries) ---\n{}",
+            self.fail_with_journal(&format!(
+                "guest command failed (exit {}{}):\n{script}\n--- output ---\n{}",
                 out.status,
                 if out.status == 124 { ", timed out" } else { "" },
                 out.text,
-                journal.text
-            ));
+            ))
+            .await;
         }
         out.text
+    }
+
+    /// Fails the test with `what`, the last entries of roomd's and roomd-sim's journal and
+    /// the serial console.
+    pub async fn fail_with_journal(&mut self, what: &str) -> ! {
+        let journal = self
+            .run(
+                "journalctl --no-pager -n 60 -o short-monotonic -u roomd.service -u roomd-sim.service",
+                Duration::from_secs(60),
+            )
+            .await;
+        self.fail(&format!(
+            "{what}\n--- journal of roomd and roomd-sim (last 60 entries) ---\n{}",
+            journal.text
+        ))
     }
 
     /// Sends a script that does not answer (a reboot) and does not wait.
@@ -297,5 +326,60 @@ impl Guest {
         {
             let _ = self.qemu.kill().await;
         }
+    }
+}
+
+/// An RGB picture (a QMP `screendump`).
+#[derive(Debug)]
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    rgb: Vec<u8>,
+}
+
+impl Picture {
+    /// A binary PPM (`P6`, maxval 255), as QEMU writes it.
+    pub fn from_ppm(bytes: &[u8]) -> Option<Picture> {
+        // Header: magic, width, height, maxval, each followed by whitespace.
+        let mut fields = Vec::new();
+        let mut at = 0;
+        while fields.len() < 4 {
+            while bytes.get(at)?.is_ascii_whitespace() {
+                at += 1;
+            }
+            let start = at;
+            while !bytes.get(at)?.is_ascii_whitespace() {
+                at += 1;
+            }
+            fields.push(std::str::from_utf8(&bytes[start..at]).ok()?.to_owned());
+        }
+        at += 1;
+        let (width, height): (usize, usize) = (fields[1].parse().ok()?, fields[2].parse().ok()?);
+        if fields[0] != "P6" || fields[3] != "255" || bytes.len() < at + width * height * 3 {
+            return None;
+        }
+        Some(Picture {
+            width,
+            height,
+            rgb: bytes[at..at + width * height * 3].to_vec(),
+        })
+    }
+
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    /// The mean colour of the `(2r+1)²` pixels around `(x, y)` (one pixel can be an edge).
+    pub fn around(&self, x: usize, y: usize, r: usize) -> [u8; 3] {
+        let (mut sum, mut n) = ([0u32; 3], 0u32);
+        for yy in y.saturating_sub(r)..=(y + r).min(self.height - 1) {
+            for xx in x.saturating_sub(r)..=(x + r).min(self.width - 1) {
+                let p = self.pixel(xx, yy);
+                (0..3).for_each(|c| sum[c] += u32::from(p[c]));
+                n += 1;
+            }
+        }
+        sum.map(|v| (v / n.max(1)) as u8)
     }
 }

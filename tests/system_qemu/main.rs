@@ -6,13 +6,17 @@
 //! read-only 9p share and are installed the way a package would install them; roomd then
 //! runs as the real `systemd/roomd.service` against roomd-sim, both on the guest's loopback.
 //! GPIO goes through the real kernel: a gpio-sim chip (module built from Debian's kernel
-//! source by the image script) carries the line names of `board/qemu-virt.toml`.
+//! source by the image script) carries the line names of `board/qemu-virt-media.toml`. So do
+//! the media devices (media.rs): vivid is the camera, snd-aloop the microphone and speaker,
+//! virtio-gpu the display; a call's media is measured where it ends up (the node's decoder,
+//! the loopback, a QMP screendump).
 //!
 //! Run by `make test` (scripts/test.sh step `system`), which builds the image and the
 //! binaries and sets `ROOMD_SYSTEM_IMAGE` and `ROOMD_SYSTEM_BINARIES`. Without them the test
 //! says so and passes: a plain `cargo test` has neither.
 
 mod guest;
+mod media;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use guest::{Guest, Image};
 use roomd::hw::board::{Board, GpioRole};
+use roomd::media::layers::Capture;
 use roomd::platform::logging::message_id;
 use serde_json::Value;
 
@@ -29,6 +34,8 @@ const STEP: Duration = Duration::from_secs(120);
 /// Activation runs SRP-6a with the 3072-bit group on an emulated CPU.
 const CLOUD: Duration = Duration::from_secs(300);
 const ACTIVATION_CODE: &str = "4353-4500-1234-5678";
+/// The board the guest's roomd.toml names: GPIO line names and the media devices.
+const BOARD: &str = "qemu-virt-media";
 
 fn copy_into(from: &Path, to: &Path, mode: u32) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -83,6 +90,7 @@ fn build_share(share: &Path, binaries: &Path) {
         &share.join("etc/scenario.toml"),
         0o644,
     );
+    media::write_tone(&share.join(media::TONE_FILE));
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
@@ -139,11 +147,22 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
     let work = tempfile::tempdir().unwrap();
     let share = work.path().join("share");
     build_share(&share, &binaries);
-    let board = Board::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("board"),
-        "qemu-virt",
-    )
-    .expect("board/qemu-virt.toml loads");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let board = Board::load(&repo.join("board"), BOARD).expect("the guest's board file loads");
+    let config = roomd::config::load(&repo.join("tests/system_qemu/guest/roomd.toml"), true)
+        .expect("the guest's roomd.toml loads")
+        .config;
+    assert_eq!(config.device.board, BOARD);
+    let geometry = media::Geometry {
+        capture: Capture {
+            width: config.media.capture_width,
+            height: config.media.capture_height,
+            fps: config.media.capture_fps,
+        },
+        display: (config.media.display_width, config.media.display_height),
+    };
+    // Screendumps and the like, kept when asked (the work directory is removed).
+    let artifacts = std::env::var_os("ROOMD_SYSTEM_ARTIFACTS").map(PathBuf::from);
     let mut figures = Figures(Vec::new());
     figures.add(
         "kernel",
@@ -153,7 +172,7 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
             .to_owned(),
     );
 
-    let mut guest = Guest::spawn(&image, &share, work.path()).await;
+    let mut guest = Guest::spawn(&image, &share, work.path(), geometry.display).await;
     let booted = guest.wait_for_boot(BOOT).await;
     figures.add(
         "QEMU start to guest agent (multi-user)",
@@ -225,7 +244,7 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
     let gpio = guest
         .ok(
             r#"set -e
-            sh /mnt/roomd/harness/roomd-gpio-sim /usr/share/roomd/board/qemu-virt.toml
+            sh /mnt/roomd/harness/roomd-gpio-sim /usr/share/roomd/board/qemu-virt-media.toml
             udevadm settle
             chip=$(cat /sys/kernel/config/gpio-sim/roomd/bank0/chip_name)
             ls -l /dev/$chip
@@ -311,10 +330,7 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
         "Registered"
     );
     assert_eq!(at(&status, &["Webex", "WebSocket", "Status"]), "Online");
-    assert_eq!(
-        at(&status, &["SystemUnit", "Hardware", "Board"]),
-        "qemu-virt"
-    );
+    assert_eq!(at(&status, &["SystemUnit", "Hardware", "Board"]), BOARD);
     let bookings = guest.ok("roomd bookings", STEP).await;
     assert!(
         bookings.contains("Joinable now") && bookings.contains("Later today"),
@@ -405,6 +421,27 @@ async fn booted_aarch64_guest_runs_roomd_under_systemd() {
     );
     assert_eq!(at(&status, &["Audio", "Microphones", "Mute"]), "On");
     assert_eq!(at(&status, &["Video", "Input", "MainVideoMute"]), "On");
+
+    // --- the call's media through vivid, snd-aloop and virtio-gpu -----------------------
+    // Unmute (the mute button again) and open the privacy switch: the camera and the
+    // microphone go out.
+    guest
+        .ok(
+            &format!(
+                "set -e\n{press}\nwait_until 30 sh -c 'roomd status | grep -Eq \"Audio Microphones Mute: \\\"?Off\"'\n\
+                 wait_until 30 grep -qx 0 {mute_led}\n\
+                 c=$(journal_cursor)\necho pull-down > {pull}\n\
+                 wait_journal 60 \"$c\" MESSAGE_ID={switch} >/dev/null\n\
+                 wait_until 30 sh -c 'roomd status | grep -Eq \"Video Input MainVideoMute: \\\"?Off\"'",
+                press = press(GpioRole::MuteButton),
+                mute_led = value(GpioRole::MuteLed),
+                pull = pull(GpioRole::PrivacySwitch),
+                switch = message_id::PRIVACY_SWITCH
+            ),
+            STEP,
+        )
+        .await;
+    media::check_call_media(&mut guest, &mut figures, geometry, work.path(), artifacts).await;
 
     // --- journald for field technicians --------------------------------------------------
     let entries = json_lines(

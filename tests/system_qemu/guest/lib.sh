@@ -78,3 +78,26 @@ gpio_line() {
     printf '/sys/devices/platform/%s/%s/sim_gpio%s' \
         "$(cat /sys/kernel/config/gpio-sim/roomd/dev_name)" "$chip" "$offset"
 }
+
+# sim_admin METHOD PATH [JSON]: roomd-sim's admin API (plain HTTP, 127.0.0.1:8444, the unit's
+# default) through bash's /dev/tcp (the guest has no HTTP client); prints the response body,
+# fails unless the status is 2xx.
+sim_admin() {
+    local method="$1" path="$2" body="${3:-}" response head status
+    exec 5<>/dev/tcp/127.0.0.1/8444 || return 1
+    printf '%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+        "$method" "$path" "${#body}" "$body" >&5
+    response="$(cat <&5)"
+    exec 5<&-
+    head="${response%%$'\r'*}"
+    status="${head#* }"
+    status="${status%% *}"
+    printf '%s\n' "${response#*$'\r\n\r\n'}"
+    [[ $status == 2* ]] || { echo "sim_admin $method $path: $head" >&2; return 1; }
+}
+
+# The files roomd's main process has open under /dev, one a line (one process: roomd has
+# hundreds of descriptors, a readlink each would take seconds under TCG).
+roomd_devices() {
+    find /proc/"$(main_pid)"/fd -lname '/dev/*' -printf '%l\n' 2>/dev/null | sort -u
+}

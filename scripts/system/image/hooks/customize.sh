@@ -7,9 +7,10 @@
 #   ROOMD_IMAGE_ABI       kernel ABI, e.g. 6.1.0-56-arm64
 #   ROOMD_IMAGE_GPIO_SIM  gpio-sim.ko to install under /lib/modules/<abi>/updates/ (empty: none)
 #   ROOMD_IMAGE_GST_ELEMENTS  elements gst-inspect-1.0 must find (space separated)
+#   ROOMD_IMAGE_MODULES   kernel modules the kernel package must ship (space separated)
 set -euo pipefail
 root="$1"
-: "${ROOMD_IMAGE_OVERLAY:?}" "${ROOMD_IMAGE_ABI:?}" "${ROOMD_IMAGE_GST_ELEMENTS:?}"
+: "${ROOMD_IMAGE_OVERLAY:?}" "${ROOMD_IMAGE_ABI:?}" "${ROOMD_IMAGE_GST_ELEMENTS:?}" "${ROOMD_IMAGE_MODULES:?}"
 log() { printf 'customize: %s\n' "$*" >&2; }
 in_guest() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
 
@@ -37,6 +38,17 @@ in_guest systemctl mask --quiet \
 in_guest systemctl enable --quiet mnt-roomd.mount roomd-harness-agent.service
 # No display: boot to multi-user.target, not graphical.target.
 in_guest systemctl set-default --quiet multi-user.target
+
+# The media devices' drivers (and, through modules.dep, what they need: videobuf2 and the V4L2
+# core, snd-pcm and snd-timer, the DRM helpers) load from /lib/modules at boot
+# (modules-load.d/roomd-media.conf). Debian's arm64 config builds them as modules.
+for m in $ROOMD_IMAGE_MODULES; do
+    if ! in_guest modinfo -k "$ROOMD_IMAGE_ABI" -F filename "$m" >/dev/null; then
+        log "kernel $ROOMD_IMAGE_ABI has no module $m"
+        exit 1
+    fi
+    log "module $m: $(in_guest modinfo -k "$ROOMD_IMAGE_ABI" -F depends "$m")"
+done
 
 if [ -n "${ROOMD_IMAGE_GPIO_SIM:-}" ]; then
     log "installing gpio-sim.ko for $ROOMD_IMAGE_ABI"

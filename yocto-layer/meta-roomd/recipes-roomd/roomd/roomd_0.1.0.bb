@@ -128,11 +128,13 @@ RDEPENDS:${PN} = " \
     gstreamer1.0-plugins-bad-openh264 \
     gstreamer1.0-plugins-ugly-x264 \
 "
-# Real cameras and microphones (v4l2src, alsasrc in a board file); gpioinfo/gpioset to find
-# and try a board's line names (libgpiod is in meta-oe).
+# Real cameras, microphones, speakers and displays (v4l2src, alsasrc, alsasink, kmssink in a
+# board file, as board/qemu-virt-media.toml names them); gpioinfo/gpioset to find and try a
+# board's line names (libgpiod is in meta-oe).
 RRECOMMENDS:${PN} = " \
     gstreamer1.0-plugins-good-video4linux2 \
     gstreamer1.0-plugins-base-alsa \
+    gstreamer1.0-plugins-bad-kms \
     libgpiod-tools \
 "
 # The simulated media node decodes what roomd sends with openh264dec.
