@@ -186,6 +186,29 @@ struct Input {
     decoded: Arc<AtomicU64>,
 }
 
+impl Input {
+    /// Finds an input's appsrc, jitter buffer and decoder (by name) and counts what the
+    /// decoder puts out, reporting `first` on its first buffer.
+    fn wire(
+        pipeline: &OwnedPipeline,
+        [src, jitter, decoder]: [&str; 3],
+        events: &mpsc::UnboundedSender<ReceiveEvent>,
+        first: ReceiveEvent,
+        far_end_video: Option<Arc<AtomicBool>>,
+    ) -> Result<Self, MediaError> {
+        let decoder: gst::Element = pipeline.element(decoder)?;
+        let decoded = Arc::new(AtomicU64::new(0));
+        if let Some(pad) = decoder.static_pad("src") {
+            count_buffers(&pad, decoded.clone(), events.clone(), first, far_end_video);
+        }
+        Ok(Self {
+            src: pipeline.element(src)?,
+            jitter: pipeline.element(jitter)?,
+            decoded,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct ReceivePipeline {
     pipeline: OwnedPipeline,
@@ -224,44 +247,28 @@ impl ReceivePipeline {
     ) -> Result<Self, MediaError> {
         let pipeline = OwnedPipeline::launch(&describe(spec), "the receive graph")?;
         let far_end_video = Arc::new(AtomicBool::new(false));
-        let mut video = Vec::with_capacity(spec.video_slots);
-        for i in 0..spec.video_slots {
-            let decoder: gst::Element = pipeline.element(&video_decoder(i))?;
-            let decoded = Arc::new(AtomicU64::new(0));
-            if let Some(pad) = decoder.static_pad("src") {
-                count_buffers(
-                    &pad,
-                    decoded.clone(),
-                    events.clone(),
+        let video = (0..spec.video_slots)
+            .map(|i| {
+                Input::wire(
+                    &pipeline,
+                    [&video_src(i), &video_jitter(i), &video_decoder(i)],
+                    &events,
                     ReceiveEvent::FirstVideoFrame { slot: i },
                     Some(far_end_video.clone()),
-                );
-            }
-            video.push(Input {
-                src: pipeline.element(&video_src(i))?,
-                jitter: pipeline.element(&video_jitter(i))?,
-                decoded,
-            });
-        }
-        let mut audio = Vec::with_capacity(spec.audio_slots);
-        for j in 0..spec.audio_slots {
-            let decoder: gst::Element = pipeline.element(&audio_decoder(j))?;
-            let decoded = Arc::new(AtomicU64::new(0));
-            if let Some(pad) = decoder.static_pad("src") {
-                count_buffers(
-                    &pad,
-                    decoded.clone(),
-                    events.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let audio = (0..spec.audio_slots)
+            .map(|j| {
+                Input::wire(
+                    &pipeline,
+                    [&audio_src(j), &audio_jitter(j), &audio_decoder(j)],
+                    &events,
                     ReceiveEvent::FirstAudioSample { slot: j },
                     None,
-                );
-            }
-            audio.push(Input {
-                src: pipeline.element(&audio_src(j))?,
-                jitter: pipeline.element(&audio_jitter(j))?,
-                decoded,
-            });
-        }
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // render.start: the first frame at the display sink composed after far-end video
         // was decoded (the black background alone does not count).
         let display: gst::Element = pipeline.element(DISPLAY)?;

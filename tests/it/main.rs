@@ -23,7 +23,6 @@ mod meeting_server;
 mod mercury;
 mod packaging;
 mod reachability;
-mod reachability_sim;
 mod security_log_scan;
 mod security_state_files;
 mod security_tls;

@@ -108,13 +108,25 @@ async fn best_node_per_transport_and_join_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_nodes_time_out_concurrently() {
     // 20 silent clusters × 3 transports at a 500 ms timeout: sequential probes would need
-    // 30 s, past the guard; concurrent ones end after about one timeout.
+    // 30 s, past the guard; concurrent ones end after about one timeout. Under qemu-user,
+    // beside the other tests, the live node's TLS answer can take longer than 500 ms: there
+    // the timeout is 2 s (udp then goes out at 0, 100, 300 and 700 ms).
+    let timeout_ms = if cfg!(target_arch = "aarch64") {
+        2000
+    } else {
+        500
+    };
+    let udp_sends = if cfg!(target_arch = "aarch64") {
+        1..=4
+    } else {
+        1..=3
+    };
     let mut specs: Vec<(String, NodeSpec)> = (0..20)
         .map(|i| (format!("silent-{i:02}.*"), NodeSpec::silent()))
         .collect();
     specs.push(("alive.*".into(), NodeSpec::answering(5, 5, 5)));
     let specs: Vec<(&str, NodeSpec)> = specs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
-    let (report, nodes, _responders) = run(&specs, options(500)).await;
+    let (report, nodes, _responders) = run(&specs, options(timeout_ms)).await;
     assert_eq!(report.clusters.len(), 21);
     assert_eq!(report.clusters_reached(), 1);
     assert!(
@@ -126,13 +138,16 @@ async fn silent_nodes_time_out_concurrently() {
         for transport in Transport::ALL {
             let result = cluster.get(transport).unwrap();
             assert!(!result.reachable());
-            assert_eq!(result.failure.as_deref(), Some("timed out after 500 ms"));
+            assert_eq!(
+                result.failure.as_deref(),
+                Some(format!("timed out after {timeout_ms} ms").as_str())
+            );
         }
-        // udp goes out at 0, 100 and 300 ms; never at 700 ms, past the timeout.
+        // udp goes out at 0, 100 and 300 ms (and 700 with the longer timeout); never past it.
         let sent = cluster.udp.as_ref().unwrap().requests_sent;
-        assert!((1..=3).contains(&sent), "{sent}");
+        assert!(udp_sends.contains(&sent), "{sent}");
     }
-    assert!((1..=3).contains(&nodes[0].datagrams()));
+    assert!(udp_sends.contains(&nodes[0].datagrams()));
     let body = roomd::reachability::ReachabilityReport::join_body(&report);
     assert_eq!(
         body["silent-00.*"]["udp"],

@@ -2,8 +2,15 @@
 //! silent) over the real catalog and probes every node over udp, tcp and TLS; its best node per
 //! transport is the simulator's ground truth, nodes that answer with garbage or another
 //! transaction id are not trusted, and a call's join body carries the summary.
+//!
+//! A test binary of its own: the RTTs it ranks are measured in this process, and beside the
+//! media tests of `tests/it` (decoders and encoders on both cores) a probe task could wait
+//! longer than the best node's 150 ms lead.
 
-use crate::support;
+mod support {
+    pub use roomd_testkit::capture::*;
+    pub use roomd_testkit::daemon::*;
+}
 
 use roomd::reachability::Transport;
 use roomd::room::DialRequest;
