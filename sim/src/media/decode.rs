@@ -20,7 +20,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::PipelineEvent;
-use super::gst_util::{Pipeline, watch_bus};
+use super::gst_util::{Pipeline, on_each_buffer, watch_bus};
 use super::spectrum::{Analyzer, SAMPLE_RATE};
 
 /// RTP clock rate of H.264.
@@ -133,35 +133,25 @@ impl Decoder {
             .context("decoder pipeline has no appsink")?;
         let analyzer = Mutex::new(Analyzer::new(tones));
         let measurements = events.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buffer) = sample.buffer() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let samples: Vec<f32> = map
-                        .as_slice()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    let measured = analyzer
-                        .lock()
-                        .map_err(|_| gst::FlowError::Error)?
-                        .push(&samples);
-                    if let Some(levels) = measured {
-                        // The node loop is gone only at shutdown; then nobody needs it.
-                        let _ = measurements.send(PipelineEvent::AudioLevels {
-                            session,
-                            ssrc,
-                            levels,
-                        });
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        on_each_buffer(&sink, move |bytes, _| {
+            let samples: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let measured = analyzer
+                .lock()
+                .map_err(|_| gst::FlowError::Error)?
+                .push(&samples);
+            if let Some(levels) = measured {
+                // The node loop is gone only at shutdown; then nobody needs it.
+                let _ = measurements.send(PipelineEvent::AudioLevels {
+                    session,
+                    ssrc,
+                    levels,
+                });
+            }
+            Ok(())
+        });
         Self::play(pipeline, src, AUDIO_CLOCK_RATE, session, ssrc, events)
     }
 

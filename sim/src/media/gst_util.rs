@@ -114,26 +114,17 @@ pub(crate) fn forward_encoded(
     participant_at: ParticipantAt,
 ) {
     let packets = events.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let participant = participant_at(buffer.pts().map(gst::ClockTime::nseconds))?;
-                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                // The node loop is gone only at shutdown; then nobody needs the packet.
-                let _ = packets.send(PipelineEvent::Encoded {
-                    session,
-                    encoder,
-                    participant,
-                    packet: map.as_slice().to_vec(),
-                });
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+    on_each_buffer(sink, move |bytes, pts| {
+        let participant = participant_at(pts)?;
+        // The node loop is gone only at shutdown; then nobody needs the packet.
+        let _ = packets.send(PipelineEvent::Encoded {
+            session,
+            encoder,
+            participant,
+            packet: bytes.to_vec(),
+        });
+        Ok(())
+    });
     let errors = events.clone();
     watch_bus(pipeline, move |message| {
         let _ = errors.send(PipelineEvent::EncodeError {
@@ -142,4 +133,25 @@ pub(crate) fn forward_encoded(
             message,
         });
     });
+}
+
+/// Calls `f` with the bytes and the PTS (ns) of every buffer `sink` pulls; a sample without a
+/// buffer is skipped.
+pub(crate) fn on_each_buffer(
+    sink: &gst_app::AppSink,
+    f: impl Fn(&[u8], Option<u64>) -> Result<(), gst::FlowError> + Send + Sync + 'static,
+) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                f(map.as_slice(), buffer.pts().map(gst::ClockTime::nseconds))?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
 }
