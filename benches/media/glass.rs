@@ -40,19 +40,11 @@ const SCENARIO: &str = "[locus]\nanswer_delay_ms = 0\n[media]\nauto_scr = true\n
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn frames_wanted() -> usize {
-    std::env::var("ROOMD_BENCH_G2G_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(300)
+    figures::env_count("ROOMD_BENCH_G2G_FRAMES", 300)
 }
 
 fn switches_wanted() -> usize {
-    std::env::var("ROOMD_BENCH_M2E_SWITCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(10)
+    figures::env_count("ROOMD_BENCH_M2E_SWITCHES", 10)
 }
 
 fn now_ms() -> f64 {

@@ -58,20 +58,12 @@ fn ssrc(stream: usize) -> u32 {
 
 /// Seconds of media per run (`ROOMD_BENCH_RECEIVE_SECS`, default 10).
 fn seconds() -> u32 {
-    std::env::var("ROOMD_BENCH_RECEIVE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(10)
+    figures::env_count("ROOMD_BENCH_RECEIVE_SECS", 10)
 }
 
 /// Runs per side, alternating (`ROOMD_BENCH_RECEIVE_RUNS`, default 3).
 fn runs() -> usize {
-    std::env::var("ROOMD_BENCH_RECEIVE_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|r| *r > 0)
-        .unwrap_or(3)
+    figures::env_count("ROOMD_BENCH_RECEIVE_RUNS", 3)
 }
 
 /// One packet of the replay: when (from the start), which stream, the datagram.

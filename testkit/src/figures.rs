@@ -173,3 +173,12 @@ fn grouped(n: i64) -> String {
     }
     out
 }
+
+/// A bench's count from the environment (`name`), when it is a positive number; else `default`.
+pub fn env_count<T: std::str::FromStr + PartialOrd + Default>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<T>().ok())
+        .filter(|n| *n > T::default())
+        .unwrap_or(default)
+}
