@@ -232,6 +232,9 @@ async fn start_inner(options: DaemonOptions) -> Result<Daemon, DaemonError> {
                         "board media roles present (decoder {})",
                         resolved.video_decoder.element
                     );
+                    if let Some(warning) = media::elements::v4l2_stop_leak_here(&board.media) {
+                        tracing::warn!("{warning}");
+                    }
                 });
                 Some(resolved)
             }

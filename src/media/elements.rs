@@ -36,6 +36,61 @@ pub fn package_for(element: &str) -> &'static str {
     }
 }
 
+/// Set, GStreamer's V4L2 elements drain their buffer pool when they stop instead of orphaning
+/// it. `systemd/roomd.service` sets it: see [`v4l2_stop_leak`].
+pub const V4L2_FORCE_DRAIN: &str = "GST_V4L2_FORCE_DRAIN";
+
+/// video4linux2 plugin versions whose elements keep their buffer pool, and with it a
+/// descriptor on the device and the kernel's capture buffers, every time they stop on a driver
+/// that can orphan buffers (every videobuf2 driver: UVC, vivid, most SoC cameras). Their
+/// `gst_v4l2_object_stop` drops its reference to the pool only on the drain path (GStreamer
+/// commit 94ba0193, fixed by 492d2b64, issue #1729). Debian 12 ships 1.22.0: there the booted
+/// guest's roomd held one more `/dev/video0` descriptor after every call.
+pub const V4L2_LEAKING_VERSIONS: [&str; 3] = ["1.20.5", "1.21.3", "1.22.0"];
+
+/// The warning for board roles played by V4L2 elements (`v4l2_roles`) of a plugin version that
+/// leaks at stop, unless the drain path is forced; `None` when nothing leaks.
+pub fn v4l2_stop_leak(
+    v4l2_roles: &[&str],
+    plugin_version: &str,
+    drain_forced: bool,
+) -> Option<String> {
+    if v4l2_roles.is_empty() || drain_forced || !V4L2_LEAKING_VERSIONS.contains(&plugin_version) {
+        return None;
+    }
+    Some(format!(
+        "GStreamer's video4linux2 plugin {plugin_version} keeps a descriptor on the device of \
+         board role(s) {} open after every call (GStreamer issue #1729, fixed in 1.22.1); set \
+         {V4L2_FORCE_DRAIN}=1 in roomd's environment (roomd.service does) or update \
+         gstreamer1.0-plugins-good",
+        v4l2_roles.join(", ")
+    ))
+}
+
+/// [`v4l2_stop_leak`] for this board, this registry and this process's environment.
+pub fn v4l2_stop_leak_here(media: &BoardMedia) -> Option<String> {
+    use gstreamer::prelude::PluginFeatureExt as _;
+    let v4l2_roles: Vec<&str> = media
+        .roles()
+        .into_iter()
+        .filter(|(_, spec)| {
+            gstreamer::ElementFactory::find(&spec.element)
+                .and_then(|f| f.plugin_name())
+                .is_some_and(|plugin| plugin == "video4linux2")
+        })
+        .map(|(role, _)| role)
+        .collect();
+    let version = gstreamer::Registry::get()
+        .find_plugin("video4linux2")?
+        .version()
+        .to_string();
+    v4l2_stop_leak(
+        &v4l2_roles,
+        &version,
+        std::env::var_os(V4L2_FORCE_DRAIN).is_some(),
+    )
+}
+
 /// The board's media with every choice made: the decoder fallback resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedMedia {
@@ -131,6 +186,20 @@ mod tests {
         m.camera.caps = Some("video/x-raw,width=".into());
         let err = check_board(&m).unwrap_err().to_string();
         assert!(err.starts_with("board role `camera`: caps"), "{err}");
+    }
+
+    #[test]
+    fn the_v4l2_stop_leak_is_named_for_the_leaking_versions_only() {
+        let warning = v4l2_stop_leak(&["camera"], "1.22.0", false).unwrap();
+        assert!(warning.contains("plugin 1.22.0"), "{warning}");
+        assert!(warning.contains("board role(s) camera"), "{warning}");
+        assert!(warning.contains("GST_V4L2_FORCE_DRAIN=1"), "{warning}");
+        assert_eq!(v4l2_stop_leak(&["camera"], "1.22.0", true), None);
+        assert_eq!(v4l2_stop_leak(&["camera"], "1.22.1", false), None);
+        assert_eq!(v4l2_stop_leak(&[], "1.22.0", false), None);
+        // This machine's board of test sources plays nothing through V4L2.
+        let _ = crate::media::gst::init();
+        assert_eq!(v4l2_stop_leak_here(&media()), None);
     }
 
     #[test]

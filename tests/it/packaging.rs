@@ -64,6 +64,15 @@ fn unit_matches_the_daemon() {
             .iter()
             .any(|v| v.starts_with("char-gpiochip"))
     );
+    // GStreamer 1.22.0's V4L2 elements leak the camera's descriptor at every call's end
+    // unless they drain (media::elements::V4L2_LEAKING_VERSIONS).
+    assert!(
+        unit["Environment"]
+            .iter()
+            .any(|v| *v == format!("{}=1", roomd::media::elements::V4L2_FORCE_DRAIN)),
+        "{:?}",
+        unit.get("Environment")
+    );
 }
 
 #[test]
