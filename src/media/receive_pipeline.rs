@@ -38,20 +38,27 @@ use super::gst::{MediaError, OwnedPipeline};
 use super::layout::Rect;
 use crate::hw::board::ElementSpec;
 
-/// What the receive graph is built from (the board's roles and the display's geometry).
+/// Where received media is played out: the board's output roles, the display's geometry and
+/// the jitter buffers' latency (from `[media]` and the board).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReceiveSpec {
+pub struct Playout {
     pub video_decoder: ElementSpec,
     pub speaker: ElementSpec,
     pub display: ElementSpec,
     pub display_width: u32,
     pub display_height: u32,
     pub display_fps: u32,
+    pub jitter_ms: u32,
+}
+
+/// What the receive graph is built from: the playout and what one call needs of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiveSpec {
+    pub playout: Playout,
     /// One per receive slot the device can request.
     pub video_slots: usize,
     /// The node sends up to three loudest speakers.
     pub audio_slots: usize,
-    pub jitter_ms: u32,
     /// The `webrtcechoprobe` name the microphone's `webrtcdsp` refers to (process-wide).
     pub echo_probe: String,
     /// Self-view frames as the send pipeline delivers them.
@@ -107,19 +114,20 @@ fn selfview_pad(slots: usize) -> String {
 
 /// The whole receive graph as launch text.
 pub fn describe(spec: &ReceiveSpec) -> String {
+    let out = &spec.playout;
     let (w, h, fps) = (
-        spec.display_width,
-        spec.display_height,
-        spec.display_fps.max(1),
+        out.display_width,
+        out.display_height,
+        out.display_fps.max(1),
     );
-    let jitter = spec.jitter_ms;
+    let jitter = out.jitter_ms;
     let mut text = format!(
         "compositor name={COMPOSITOR} background=black ! video/x-raw,width={w},height={h},framerate={fps}/1 \
          ! videoconvert{} ! {} \
          videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
          ! {COMPOSITOR}.sink_0",
-        caps_filter_text(&spec.display),
-        element_text(&spec.display, Some(DISPLAY)),
+        caps_filter_text(&out.display),
+        element_text(&out.display, Some(DISPLAY)),
     );
     for i in 0..spec.video_slots {
         let _ = write!(
@@ -132,7 +140,7 @@ pub fn describe(spec: &ReceiveSpec) -> String {
              ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! {COMPOSITOR}.{}",
             video_src(i),
             video_jitter(i),
-            element_text(&spec.video_decoder, Some(&video_decoder(i))),
+            element_text(&out.video_decoder, Some(&video_decoder(i))),
             video_pad(i),
         );
     }
@@ -151,8 +159,8 @@ pub fn describe(spec: &ReceiveSpec) -> String {
          ! webrtcechoprobe name={} ! audioconvert ! audioresample{} ! {} \
          audiotestsrc is-live=true wave=silence ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! mix.",
         spec.echo_probe,
-        caps_filter_text(&spec.speaker),
-        element_text(&spec.speaker, Some(SPEAKER)),
+        caps_filter_text(&out.speaker),
+        element_text(&out.speaker, Some(SPEAKER)),
     );
     for j in 0..spec.audio_slots {
         let _ = write!(
@@ -351,7 +359,7 @@ impl ReceivePipeline {
                 pad.set_property("height", r.height);
                 pad.set_property("alpha", 1.0_f64);
                 // Thumbnails and the self-view above the main stream.
-                let zorder: u32 = if r.width >= self.spec.display_width as i32 / 2 {
+                let zorder: u32 = if r.width >= self.spec.playout.display_width as i32 / 2 {
                     1
                 } else {
                     2
@@ -406,15 +414,17 @@ mod tests {
 
     fn spec() -> ReceiveSpec {
         ReceiveSpec {
-            video_decoder: ElementSpec::new("openh264dec"),
-            speaker: ElementSpec::new("fakesink"),
-            display: ElementSpec::new("fakesink"),
-            display_width: 640,
-            display_height: 360,
-            display_fps: 15,
+            playout: Playout {
+                video_decoder: ElementSpec::new("openh264dec"),
+                speaker: ElementSpec::new("fakesink"),
+                display: ElementSpec::new("fakesink"),
+                display_width: 640,
+                display_height: 360,
+                display_fps: 15,
+                jitter_ms: 60,
+            },
             video_slots: 7,
             audio_slots: 3,
-            jitter_ms: 60,
             echo_probe: "probe-test".into(),
             selfview_width: 320,
             selfview_height: 180,

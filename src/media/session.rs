@@ -25,13 +25,12 @@ use super::gst::MediaError;
 use super::layers::{self, Capture, LayerConfig};
 use super::layout::{self, LayoutFamily};
 use super::plan::MediaPlan;
-use super::receive_pipeline::{ReceiveEvent, ReceivePipeline, ReceiveSpec};
+use super::receive_pipeline::{Playout, ReceiveEvent, ReceivePipeline, ReceiveSpec};
 use super::send_pipeline::{OutPacket, PipelineEvent, SendPipeline, SendStream};
 use super::status::{
     AudioSendState, LayerState, MediaAudioView, MediaLayerView, MediaReceiveView, MediaStatus,
     MediaView,
 };
-use crate::hw::board::ElementSpec;
 use crate::proto::multistream::{Message, Sca, ScaEntry, Scr, SourceState};
 use crate::proto::rtp::{self, Demux, SenderReport};
 use crate::status_slice::StatusSlice;
@@ -64,16 +63,10 @@ pub struct MediaOptions {
     pub output: OutputOptions,
 }
 
-/// The board's output roles and the display geometry (from `[media]` and the board).
+/// Where received media goes, and what the microphone does about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputOptions {
-    pub video_decoder: ElementSpec,
-    pub speaker: ElementSpec,
-    pub display: ElementSpec,
-    pub display_width: u32,
-    pub display_height: u32,
-    pub display_fps: u32,
-    pub jitter_ms: u32,
+    pub playout: Playout,
     /// Echo cancellation, noise suppression and gain control on the microphone.
     pub echo_cancellation: bool,
     pub noise_suppression: bool,
@@ -172,15 +165,9 @@ pub async fn start(
         let echo_probe = format!("roomd-echo-{}-{:08x}", start.call_id, rand::random::<u32>());
         let o = &options.output;
         let spec = ReceiveSpec {
-            video_decoder: o.video_decoder.clone(),
-            speaker: o.speaker.clone(),
-            display: o.display.clone(),
-            display_width: o.display_width,
-            display_height: o.display_height,
-            display_fps: o.display_fps,
+            playout: o.playout.clone(),
             video_slots: start.plan.receive_ssrcs.len(),
             audio_slots: AUDIO_SLOTS,
-            jitter_ms: o.jitter_ms,
             echo_probe: echo_probe.clone(),
             selfview_width: SELFVIEW_SIZE.0,
             selfview_height: SELFVIEW_SIZE.1,
@@ -579,12 +566,16 @@ impl Session {
         let Some(output) = &self.output else { return };
         output.set_volume(self.volume, self.speaker_muted);
         let o = &self.options.output;
-        let regions = layout::regions(self.layout, o.display_width, o.display_height);
+        let regions = layout::regions(
+            self.layout,
+            o.playout.display_width,
+            o.playout.display_height,
+        );
         let slots: Vec<_> = (0..self.start.plan.receive_ssrcs.len())
             .map(|i| regions.get(i).copied())
             .collect();
         let selfview = (self.selfview && !self.camera_off)
-            .then(|| layout::selfview_region(o.display_width, o.display_height));
+            .then(|| layout::selfview_region(o.playout.display_width, o.playout.display_height));
         output.set_layout(&slots, selfview);
     }
 
