@@ -20,10 +20,11 @@
 //!     (`media/glass.rs`), against the receive jitter buffer's configured latency.
 //!
 //! Native: `cargo bench --bench media` (N = 600). Under qemu-aarch64 (`--target
-//! aarch64-unknown-linux-gnu`), N = 60 and only (a), (c), (e) and (e′) run: there is no aarch64
+//! aarch64-unknown-linux-gnu`), N = 150 and only (a), (c), (e) and (e′) run: there is no aarch64
 //! `gst-launch-1.0` on the host path for (b) and (f), and (d), (g) and (h) measure the host's
-//! scheduling, not the board's. `ROOMD_BENCH_FRAMES` overrides N; `ROOMD_BENCH_RECEIVE_SECS`
-//! (10) and `ROOMD_BENCH_RECEIVE_RUNS` (3) size (f), `ROOMD_BENCH_G2G_FRAMES` (300) and
+//! scheduling, not the board's. `ROOMD_BENCH_FRAMES` overrides N and `ROOMD_BENCH_SEND_RUNS`
+//! (5; 3 under qemu) the runs of (a), (b), (e), (e′); `ROOMD_BENCH_RECEIVE_SECS`
+//! (10) and `ROOMD_BENCH_RECEIVE_RUNS` (5) size (f), `ROOMD_BENCH_G2G_FRAMES` (300) and
 //! `ROOMD_BENCH_M2E_SWITCHES` (10) size (g) and (h).
 
 #[path = "media/glass.rs"]
@@ -48,11 +49,11 @@ use roomd::proto::rtp;
 
 const EMULATED: bool = cfg!(target_arch = "aarch64");
 
+/// Frames of the send clip (`ROOMD_BENCH_FRAMES`). Under qemu-user 150: with 60 the
+/// pipelines' start-up (three encoders' set-up, code translated on first use) weighed enough
+/// to move (a) from 0.59× to 0.70× between runs; 150 frames gave 0.64×.
 fn frames() -> u32 {
-    std::env::var("ROOMD_BENCH_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if EMULATED { 60 } else { 600 })
+    figures::env_count("ROOMD_BENCH_FRAMES", if EMULATED { 150 } else { 600 })
 }
 
 /// Seed 000's server request, as the node's default SCR asks for it.

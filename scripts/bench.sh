@@ -443,7 +443,7 @@ cargo bench --bench srp --target aarch64-unknown-linux-gnu   # under qemu-user; 
 
 Knobs: `ROOMD_BENCH_RUNS` (srp, timed runs per figure, default 21), `ROOMD_BENCH_EVENTS`
 (events, throughput run size, default 200,000), `ROOMD_BENCH_ROUNDS` (xapi changes, default
-1,000; locus deltas, default 20,000), `ROOMD_BENCH_FRAMES` (media, default 600, 60 under qemu).
+1,000; locus deltas, default 20,000), `ROOMD_BENCH_FRAMES` (media, default 600, 150 under qemu), `ROOMD_BENCH_SEND_RUNS` (media send figures, default 5, 3 under qemu), `ROOMD_BENCH_RECEIVE_RUNS` (media receive, default 5).
 `scripts/bench.sh` keeps the full output of every build and run under
 `~/.cache/roomd/bench-logs/` (`ROOMD_CACHE_DIR`).
 
