@@ -12,6 +12,7 @@ pub mod meeting_server;
 pub mod mercury;
 pub mod multistream;
 pub mod rtp;
+pub mod srtp;
 pub mod stun;
 pub mod u2c;
 pub mod wdm;
