@@ -28,6 +28,7 @@ mod security_state_files;
 mod security_tls;
 mod security_xapi;
 mod session;
+mod srtp_interop;
 mod standby;
 mod tls;
 mod xapi;
